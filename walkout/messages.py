@@ -192,6 +192,7 @@ _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(AnyMessage)
 _batch_decoder: Final = msgspec.msgpack.Decoder(list[AnyMessage])
 _peek_decoder: Final = msgspec.msgpack.Decoder(dict[str, object])
+_raw_batch_decoder: Final = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
 def encode(msg: AnyMessage) -> bytes:
@@ -248,6 +249,15 @@ def decode_batch(data: bytes) -> list[AnyMessage]:
     try:
         msgs = _batch_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        try:
+            items = _raw_batch_decoder.decode(data)
+        except msgspec.DecodeError:
+            raise MalformedMessage(f"invalid batch frame ({len(data)} bytes): {exc}") from None
+        for i, raw in enumerate(items):  # slow path, only to say which message and why
+            try:
+                decode(bytes(raw))
+            except WireError as item_exc:
+                raise type(item_exc)(f"message {i} of the batch: {item_exc}") from None
         raise MalformedMessage(f"invalid batch frame ({len(data)} bytes): {exc}") from None
     for m in msgs:
         _check_version(m)
