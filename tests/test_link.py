@@ -18,7 +18,7 @@ import zmq
 
 from walkout import keys
 from walkout.link import LinkTiming, Outbox, OutboxFull, Receiver, Sender, SqliteLog
-from walkout.messages import WeightChange, encode, encode_batch
+from walkout.messages import WeightChange, decode, encode, encode_batch
 
 PEER = Path(__file__).with_name("link_peer.py")
 FAST = LinkTiming(heartbeat_s=0.2, silent_after_s=0.6, resend_after_s=0.5)
@@ -52,10 +52,11 @@ def msg(i: int, source: str = "edge-1") -> WeightChange:
 
 
 def log_seqs(path: Path, source: str) -> list[int]:
-    with sqlite3.connect(path) as c:
-        return [
-            r[0] for r in c.execute("SELECT seq FROM log WHERE source_id=? ORDER BY id", (source,))
-        ]
+    log = SqliteLog(path)
+    try:
+        return [m.seq for _, m in log if m.source_id == source]
+    finally:
+        log.close()
 
 
 def log_count(path: Path) -> int:
@@ -63,7 +64,7 @@ def log_count(path: Path) -> int:
         return 0
     try:
         with sqlite3.connect(path, timeout=5) as c:
-            return int(c.execute("SELECT COUNT(*) FROM log").fetchone()[0])
+            return int(c.execute("SELECT COALESCE(SUM(count), 0) FROM log").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
 
@@ -145,7 +146,7 @@ def test_outbox_keeps_seq_and_boot_id_across_reopen(tmp_path: Path) -> None:
     again = Outbox(tmp_path / "out.db", "edge-1")
     assert again.boot_id == first[0].boot_id
     assert again.pending == 1
-    assert [s for s, _ in again.read(0, 10)] == [3]
+    assert [decode(b).seq for b in again.read(again.acked_seq, 10)] == [3]
     assert again.put(msg(9)).seq == 4
     with pytest.raises(Exception, match="belongs to source 'edge-1'"):
         Outbox(tmp_path / "out.db", "edge-2")

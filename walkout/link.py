@@ -10,7 +10,9 @@ Receiver side: a :class:`Receiver` (ROUTER socket) decodes each batch, keeps onl
 ``seq`` of each ``(source_id, boot_id)`` stream (duplicates are counted and dropped; a gap asks
 the sender to go back), commits everything it accepted from all the frames it could read in one
 transaction (group commit) through its :class:`Sink` (by default :class:`SqliteLog`), calls the
-application's ``on_durable`` hook, and only then acknowledges, cumulatively.
+application's ``on_durable`` hook, and only then acknowledges, cumulatively. Reading and
+committing run in two threads so the next batch is checked while the last one is written;
+``on_durable`` is called from the commit thread, one batch at a time, in log order.
 
 Security: CurveZMQ on by default. The ZAP authenticator starts before the ROUTER binds and
 admits only allowlisted client keys; every key is bound to the one ``source_id`` it may speak
@@ -26,23 +28,21 @@ Frames (after the ROUTER's routing id):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
-import os
-import sqlite3
+import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 import zmq
 import zmq.auth.thread
 
 from walkout import keys as keyring
+from walkout.eventlog import Sink, SqliteLog
 from walkout.messages import (
     Ack,
     AnyMessage,
@@ -52,8 +52,22 @@ from walkout.messages import (
     decode_batch,
     encode,
     encode_batch,
+    split_batch,
 )
 from walkout.metrics import Registry
+from walkout.outbox import LinkError, Outbox, OutboxFull, OutboxMismatch, Waker
+
+__all__ = [
+    "LinkError",
+    "LinkTiming",
+    "Outbox",
+    "OutboxFull",
+    "OutboxMismatch",
+    "Receiver",
+    "Sender",
+    "Sink",
+    "SqliteLog",
+]
 
 if TYPE_CHECKING:
     from walkout.config import Store
@@ -67,257 +81,6 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-class LinkError(Exception):
-    """Base of the link's own errors."""
-
-
-class OutboxFull(LinkError):
-    """The outbox holds ``max_pending`` unacknowledged messages; the put was refused."""
-
-
-class OutboxMismatch(LinkError):
-    """An outbox file belongs to another source."""
-
-
-def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    return conn
-
-
-class _Waker:
-    """A pipe the poller can wait on, so a put wakes the sender thread at once."""
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self.write_fd, False)
-
-    def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self.write_fd, b"\x01")
-
-    def drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.read_fd, 4096):
-                pass
-
-    def close(self) -> None:
-        os.close(self.read_fd)
-        os.close(self.write_fd)
-
-
-class Outbox:
-    """Durable, bounded store of messages waiting for an acknowledgement."""
-
-    def __init__(self, path: str | Path, source_id: str, *, max_pending: int = 1_000_000):
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
-        self.path = Path(path)
-        self.source_id = source_id
-        self.max_pending = max_pending
-        self.refused = 0  # puts refused because the outbox was full
-        self._lock = threading.Lock()
-        self._conn = _connect(self.path, "FULL")
-        self._waker = _Waker()
-        c = self._conn
-        c.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        c.execute(
-            "CREATE TABLE IF NOT EXISTS outbox(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL)"
-        )
-        meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
-        if not meta:
-            meta = {"source_id": source_id, "boot_id": uuid.uuid4().hex, "acked_seq": "0"}
-            c.execute("BEGIN")
-            c.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
-            c.execute("COMMIT")
-        elif meta["source_id"] != source_id:
-            raise OutboxMismatch(
-                f"outbox {self.path} belongs to source '{meta['source_id']}', not '{source_id}'; "
-                "give each node and service its own outbox file"
-            )
-        self.boot_id: str = meta["boot_id"]
-        self._acked = int(meta["acked_seq"])
-        last = c.execute("SELECT MAX(seq) FROM outbox").fetchone()[0]
-        self._next_seq = max(int(last or 0), self._acked) + 1
-
-    @property
-    def acked_seq(self) -> int:
-        return self._acked
-
-    @property
-    def last_seq(self) -> int:
-        return self._next_seq - 1
-
-    @property
-    def pending(self) -> int:
-        return self._next_seq - 1 - self._acked
-
-    def put(self, msg: AnyMessage) -> AnyMessage:
-        return self.put_many([msg])[0]
-
-    def put_many(self, msgs: Sequence[AnyMessage]) -> list[AnyMessage]:
-        """Stamp and store messages in one transaction; durable when this returns."""
-        if not msgs:
-            return []
-        with self._lock:
-            if self.pending + len(msgs) > self.max_pending:
-                self.refused += len(msgs)
-                raise OutboxFull(
-                    f"outbox {self.path} holds {self.pending} unacknowledged messages "
-                    f"(limit {self.max_pending}); the receiver is unreachable or too slow: "
-                    "check it, or raise max_pending"
-                )
-            first = self._next_seq
-            stamped = [
-                msgspec.structs.replace(
-                    m, source_id=self.source_id, boot_id=self.boot_id, seq=first + i
-                )
-                for i, m in enumerate(msgs)
-            ]
-            rows = [(m.seq, encode(m)) for m in stamped]
-            c = self._conn
-            c.execute("BEGIN")
-            try:
-                c.executemany("INSERT INTO outbox(seq, payload) VALUES (?, ?)", rows)
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            self._next_seq = first + len(msgs)
-        self._waker.wake()
-        return stamped
-
-    def read(self, after_seq: int, limit: int, max_bytes: int = 4 << 20) -> list[tuple[int, bytes]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
-        out: list[tuple[int, bytes]] = []
-        size = 0
-        for seq, payload in rows:
-            size += len(payload)
-            if out and size > max_bytes:
-                break
-            out.append((int(seq), bytes(payload)))
-        return out
-
-    def ack(self, seq: int) -> None:
-        """Forget everything up to ``seq`` (inclusive): the receiver has made it durable."""
-        with self._lock:
-            if seq <= self._acked:
-                return
-            if seq > self._next_seq - 1:
-                log.error(
-                    "outbox %s: ack for seq %d beyond the last written %d ignored",
-                    self.path,
-                    seq,
-                    self._next_seq - 1,
-                )
-                return
-            c = self._conn
-            c.execute("BEGIN")
-            c.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
-            c.execute("UPDATE meta SET value = ? WHERE key = 'acked_seq'", (str(seq),))
-            c.execute("COMMIT")
-            self._acked = seq
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-        self._waker.close()
-
-
-# ---------------------------------------------------------------- receiver-side storage
-
-
-class Sink(Protocol):
-    def cursors(self) -> dict[tuple[str, str], int]:
-        """Last durable seq of every (source_id, boot_id) stream."""
-        ...
-
-    def append(self, items: Sequence[tuple[AnyMessage, bytes]]) -> list[int]:
-        """Make messages and the advanced cursors durable in one transaction; return ids."""
-        ...
-
-
-class SqliteLog:
-    """The receiver's durable log: every accepted message once, in arrival order."""
-
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._conn = _connect(self.path, synchronous)
-        self._conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS log(
-                id INTEGER PRIMARY KEY,
-                source_id TEXT NOT NULL, boot_id TEXT NOT NULL, seq INTEGER NOT NULL,
-                type TEXT NOT NULL, event_ts_ns INTEGER NOT NULL,
-                received_ts_ns INTEGER NOT NULL, payload BLOB NOT NULL,
-                UNIQUE(source_id, boot_id, seq));
-            CREATE TABLE IF NOT EXISTS cursors(
-                source_id TEXT NOT NULL, boot_id TEXT NOT NULL, seq INTEGER NOT NULL,
-                PRIMARY KEY(source_id, boot_id));
-            """
-        )
-
-    def cursors(self) -> dict[tuple[str, str], int]:
-        with self._lock:
-            rows = self._conn.execute("SELECT source_id, boot_id, seq FROM cursors").fetchall()
-        return {(s, b): int(q) for s, b, q in rows}
-
-    def append(self, items: Sequence[tuple[AnyMessage, bytes]]) -> list[int]:
-        if not items:
-            return []
-        received = now_ns()
-        rows = [
-            (m.source_id, m.boot_id, m.seq, type(m).__name__, m.event_ts_ns, received, p)
-            for m, p in items
-        ]
-        last: dict[tuple[str, str], int] = {}
-        for m, _ in items:
-            last[(m.source_id, m.boot_id)] = m.seq
-        with self._lock:
-            c = self._conn
-            c.execute("BEGIN")
-            try:
-                first = (c.execute("SELECT COALESCE(MAX(id), 0) FROM log").fetchone()[0]) + 1
-                c.executemany(
-                    "INSERT INTO log(source_id, boot_id, seq, type, event_ts_ns, "
-                    "received_ts_ns, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                c.executemany(
-                    "INSERT INTO cursors VALUES (?, ?, ?) ON CONFLICT(source_id, boot_id) "
-                    "DO UPDATE SET seq = excluded.seq",
-                    [(s, b, q) for (s, b), q in last.items()],
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-        return list(range(first, first + len(rows)))
-
-    def read(self, after_id: int = 0, limit: int = 10_000) -> list[tuple[int, AnyMessage]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, payload FROM log WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
-            ).fetchall()
-        return [(int(i), decode(bytes(p))) for i, p in rows]
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM log").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
 # ---------------------------------------------------------------- sockets
 
 
@@ -326,7 +89,7 @@ class LinkTiming:
     heartbeat_s: float = 1.0
     silent_after_s: float = 3.0  # a peer not heard from for this long is reported
     resend_after_s: float = 2.0  # no ack progress for this long: go back and resend
-    window: int = 20_000  # messages in flight before waiting for acks
+    window: int = 50_000  # messages in flight before waiting for acks
     batch_max: int = 2_000  # messages per data frame
 
 
@@ -426,7 +189,7 @@ class Sender:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        self.outbox._waker.wake()
+        self.outbox.waker.wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
 
@@ -457,8 +220,8 @@ class Sender:
         sock = self._socket(ctx)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
-        poller.register(self.outbox._waker.read_fd, zmq.POLLIN)
         t, m, ob = self.timing, self.metrics, self.outbox
+        poller.register(ob.waker.read_fd, zmq.POLLIN)
         acked = sent_upto = ob.acked_seq
         last_progress = last_heard = time.monotonic()
         last_hb = 0.0
@@ -470,8 +233,8 @@ class Sender:
                 now = time.monotonic()
                 timeout_ms = max(1, int(1000 * min(t.heartbeat_s - (now - last_hb), 0.1)))
                 events = dict(poller.poll(timeout_ms))
-                if self.outbox._waker.read_fd in events:
-                    self.outbox._waker.drain()
+                if ob.waker.read_fd in events:
+                    ob.waker.drain()
                 new_ack = acked
                 rewind_to: int | None = None
                 while True:
@@ -517,20 +280,22 @@ class Sender:
                     last_progress = now
                     m.resends.inc()
                 while sent_upto - acked < t.window:
-                    rows = ob.read(sent_upto, min(t.batch_max, t.window - (sent_upto - acked)))
-                    if not rows:
+                    frame = ob.next_frame(
+                        sent_upto, min(t.batch_max, t.window - (sent_upto - acked))
+                    )
+                    if frame is None:
                         break
-                    frame = encode_batch([p for _, p in rows])
                     try:
-                        sock.send_multipart([DATA, frame], zmq.NOBLOCK)
+                        sock.send_multipart([DATA, frame[1]], zmq.NOBLOCK)
                     except zmq.Again:
                         break  # not connected or the pipe is full: the outbox keeps them
                     if sent_upto == acked:
                         last_progress = now
-                    sent_upto = rows[-1][0]
-                    m.msgs_out.inc(len(rows))
+                    sent_upto += frame[0]
+                    m.msgs_out.inc(frame[0])
                 if now - last_hb >= t.heartbeat_s:
                     last_hb = now
+                    ob.flush_acks()
                     hb = Heartbeat(
                         source_id=ob.source_id,
                         boot_id=ob.boot_id,
@@ -558,6 +323,7 @@ class Sender:
                     m.outbox_full.inc(ob.refused - refused_seen)
                     refused_seen = ob.refused
         finally:
+            ob.flush_acks()
             sock.close(0)
             ctx.term()
 
@@ -566,6 +332,13 @@ class Sender:
 
 
 DurableHook = Callable[[list[tuple[int, AnyMessage]]], None]
+
+
+@dataclass
+class _Batch:
+    accepted: list[tuple[list[AnyMessage], bytes]]
+    acks: list[list[bytes]]  # frames to send once the batch is durable
+    cursors: dict[tuple[str, str], int]
 
 
 class _Allowlist:
@@ -597,6 +370,7 @@ class Receiver:
         on_durable: DurableHook | None = None,
         timing: LinkTiming = LinkTiming(),
         max_frames_per_commit: int = 256,
+        max_messages_per_commit: int = 8_000,
     ):
         if (server_keys is None) != (allow is None):
             raise ValueError("CurveZMQ needs both the server key pair and the client allowlist")
@@ -605,6 +379,7 @@ class Receiver:
         self.on_durable = on_durable
         self.timing = timing
         self.max_frames = max_frames_per_commit
+        self.max_messages = max_messages_per_commit
         self.registry = registry or Registry()
         self.metrics = _LinkMetrics(self.registry, "receiver")
         self._server_keys = server_keys
@@ -613,7 +388,8 @@ class Receiver:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        self.cursors: dict[tuple[str, str], int] = {}
+        self.cursors: dict[tuple[str, str], int] = {}  # durable
+        self._commit_error: Exception | None = None
         self.last_heard: dict[str, float] = {}
         self.silent: set[str] = set()
 
@@ -725,49 +501,118 @@ class Receiver:
         return self._allow.allow.get(str(user).encode(), "")
 
     def _serve(self, sock: zmq.Socket[Any], stop: threading.Event) -> None:
+        """Read and check frames here; commit in a second thread, so both overlap.
+
+        Batches go to the commit thread in order through a queue two deep (backpressure);
+        each carries the replies to send once it is durable, with the cursor values of the
+        moment it was cut, so no ack ever runs ahead of the disk.
+        """
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        waker = Waker()
+        poller.register(waker.read_fd, zmq.POLLIN)
+        batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
+        ready: collections.deque[list[list[bytes]]] = collections.deque()
+        committer = threading.Thread(
+            target=self._commit_loop, args=(batches, ready, waker), name="link-commit", daemon=True
+        )
+        committer.start()
         m, t = self.metrics, self.timing
+        pending = dict(self.cursors)  # accepted, durable or on its way to the disk
         last_check = time.monotonic()
-        while not stop.is_set():
-            if not poller.poll(100):
-                self._check_silence(time.monotonic())
-                continue
-            accepted: list[tuple[AnyMessage, bytes]] = []
-            replies: dict[tuple[bytes, str, str], bytes] = {}  # (peer, source, boot) -> kind
-            pending = dict(self.cursors)
-            for _ in range(self.max_frames):
-                try:
-                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                m.frames_in.inc()
-                self._handle_frame(sock, parts, pending, accepted, replies)
-            if accepted:
+        try:
+            while not stop.is_set() and self._commit_error is None:
+                events = dict(poller.poll(100))
+                if waker.read_fd in events:
+                    waker.drain()
+                self._send_ready(sock, ready)
+                if sock in events:
+                    accepted: list[tuple[list[AnyMessage], bytes]] = []
+                    replies: dict[tuple[bytes, str, str], bytes] = {}
+                    taken = 0
+                    for _ in range(self.max_frames):
+                        try:
+                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        m.frames_in.inc()
+                        before = len(accepted)
+                        self._handle_frame(sock, parts, pending, accepted, replies)
+                        taken += sum(len(run) for run, _ in accepted[before:])
+                        if taken >= self.max_messages:
+                            break
+                    if accepted or replies:
+                        acks = [
+                            [peer, kind, self._ack(source, boot, pending.get((source, boot), 0))]
+                            for (peer, source, boot), kind in replies.items()
+                        ]
+                        batches.put(_Batch(accepted, acks, dict(pending)))
+                now = time.monotonic()
+                if now - last_check > t.heartbeat_s:
+                    last_check = now
+                    self._check_silence(now)
+        finally:
+            batches.put(None)
+            committer.join(30)
+            self._send_ready(sock, ready)
+            waker.close()
+        if self._commit_error is not None:
+            raise LinkError(
+                f"receiver on {self.endpoint} stopped: the durable log failed: "
+                f"{self._commit_error}; nothing after the last ack was acknowledged, "
+                "so senders will resend it once the log is fixed and the service restarted"
+            ) from self._commit_error
+
+    @staticmethod
+    def _ack(source: str, boot: str, seq: int) -> bytes:
+        return encode(
+            Ack(
+                source_id="receiver",
+                event_ts_ns=now_ns(),
+                acked_source_id=source,
+                acked_boot_id=boot,
+                acked_seq=seq,
+            )
+        )
+
+    def _send_ready(
+        self, sock: zmq.Socket[Any], ready: collections.deque[list[list[bytes]]]
+    ) -> None:
+        while ready:
+            for parts in ready.popleft():
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.send_multipart(parts, zmq.NOBLOCK)
+
+    def _commit_loop(
+        self,
+        batches: queue.Queue[_Batch | None],
+        ready: collections.deque[list[list[bytes]]],
+        waker: Waker,
+    ) -> None:
+        m = self.metrics
+        while (batch := batches.get()) is not None:
+            if self._commit_error is not None:
+                continue  # drain without committing: nothing more may be acknowledged
+            if batch.accepted:
                 t0 = time.perf_counter()
-                ids = self.sink.append(accepted)
+                try:
+                    ids = self.sink.append(batch.accepted)
+                except Exception as exc:
+                    log.exception("link %s: the durable log failed", self.endpoint)
+                    self._commit_error = exc
+                    waker.wake()
+                    continue
                 m.commit_ms.observe((time.perf_counter() - t0) * 1e3)
-                m.accepted.inc(len(accepted))
+                m.accepted.inc(len(ids))
                 if self.on_durable is not None:
+                    msgs = (x for run, _ in batch.accepted for x in run)
                     try:
-                        self.on_durable(list(zip(ids, (msg for msg, _ in accepted))))
+                        self.on_durable(list(zip(ids, msgs)))
                     except Exception:  # the log is durable; the application rebuilds from it
                         log.exception("on_durable hook failed; messages stay in the log")
-            self.cursors = pending
-            for (peer, source, boot), kind in replies.items():
-                ack = Ack(
-                    source_id="receiver",
-                    event_ts_ns=now_ns(),
-                    acked_source_id=source,
-                    acked_boot_id=boot,
-                    acked_seq=pending.get((source, boot), 0),
-                )
-                with contextlib.suppress(zmq.ZMQError):
-                    sock.send_multipart([peer, kind, encode(ack)], zmq.NOBLOCK)
-            now = time.monotonic()
-            if now - last_check > t.heartbeat_s:
-                last_check = now
-                self._check_silence(now)
+            self.cursors = batch.cursors
+            ready.append(batch.acks)
+            waker.wake()
 
     def _reject(self, sock: zmq.Socket[Any], peer: bytes, reason: str, text: str) -> None:
         self.metrics.rejected.inc(reason=reason)
@@ -780,7 +625,7 @@ class Receiver:
         sock: zmq.Socket[Any],
         parts: list[zmq.Frame],
         pending: dict[tuple[str, str], int],
-        accepted: list[tuple[AnyMessage, bytes]],
+        accepted: list[tuple[list[AnyMessage], bytes]],
         replies: dict[tuple[bytes, str, str], bytes],
     ) -> None:
         m = self.metrics
@@ -827,10 +672,35 @@ class Receiver:
                 self._reject(sock, peer, "source_mismatch", f"key of {bound} sent {wrong}")
                 return
         m.msgs_in.inc(len(msgs))
+        if not msgs:
+            return
+        heard = time.monotonic()
+        for source in {x.source_id for x in msgs}:
+            self.last_heard[source] = heard
+        first = msgs[0]
+        key = (first.source_id, first.boot_id)
+        seqs = [x.seq for x in msgs]
+        if seqs == list(range(first.seq, first.seq + len(msgs))) and all(
+            x.boot_id == first.boot_id and x.source_id == first.source_id for x in msgs
+        ):
+            # The usual frame: one stream, consecutive seqs. Take what follows the cursor.
+            cur = pending.get(key, 0)
+            if first.seq > cur + 1:
+                m.gaps.inc()
+                replies[(peer, *key)] = REWIND
+                return
+            skip = min(len(msgs), cur + 1 - first.seq)
+            if skip:
+                m.duplicates.inc(skip)
+                body = encode_batch(split_batch(body)[skip:])
+            if skip < len(msgs):
+                accepted.append((msgs[skip:], body))
+                pending[key] = seqs[-1]
+            replies.setdefault((peer, *key), ACK)
+            return
         gapped: set[tuple[str, str]] = set()
-        for msg in msgs:
+        for msg, raw in zip(msgs, split_batch(body)):
             key = (msg.source_id, msg.boot_id)
-            self.last_heard[msg.source_id] = time.monotonic()
             if key in gapped:
                 continue
             cur = pending.get(key, 0)
@@ -839,7 +709,7 @@ class Receiver:
                 replies.setdefault((peer, *key), ACK)
             elif msg.seq == cur + 1:
                 pending[key] = msg.seq
-                accepted.append((msg, encode(msg)))
+                accepted.append(([msg], encode_batch([raw])))
                 replies.setdefault((peer, *key), ACK)
             else:
                 gapped.add(key)

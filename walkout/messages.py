@@ -232,16 +232,26 @@ def decode(data: bytes) -> AnyMessage:
     return _check_version(msg)
 
 
+def array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` items."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 65536:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
 def encode_batch(payloads: list[bytes]) -> bytes:
     """Frame already-encoded messages as one msgpack array without re-encoding them."""
-    n = len(payloads)
-    if n < 16:
-        header = bytes([0x90 | n])
-    elif n < 65536:
-        header = b"\xdc" + n.to_bytes(2, "big")
-    else:
-        header = b"\xdd" + n.to_bytes(4, "big")
-    return header + b"".join(payloads)
+    return array_header(len(payloads)) + b"".join(payloads)
+
+
+def split_batch(data: bytes) -> list[bytes]:
+    """The encoded messages of a batch frame, without decoding them."""
+    try:
+        return [bytes(r) for r in _raw_batch_decoder.decode(data)]
+    except msgspec.DecodeError as exc:
+        raise MalformedMessage(f"invalid batch frame ({len(data)} bytes): {exc}") from None
 
 
 def decode_batch(data: bytes) -> list[AnyMessage]:
