@@ -675,14 +675,13 @@ class Receiver:
         if not msgs:
             return
         heard = time.monotonic()
-        for source in {x.source_id for x in msgs}:
+        streams = {(x.source_id, x.boot_id) for x in msgs}
+        for source, _ in streams:
             self.last_heard[source] = heard
         first = msgs[0]
         key = (first.source_id, first.boot_id)
         seqs = [x.seq for x in msgs]
-        if seqs == list(range(first.seq, first.seq + len(msgs))) and all(
-            x.boot_id == first.boot_id and x.source_id == first.source_id for x in msgs
-        ):
+        if len(streams) == 1 and seqs == list(range(first.seq, first.seq + len(msgs))):
             # The usual frame: one stream, consecutive seqs. Take what follows the cursor.
             cur = pending.get(key, 0)
             if first.seq > cur + 1:

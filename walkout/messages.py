@@ -199,6 +199,12 @@ def encode(msg: AnyMessage) -> bytes:
     return _encoder.encode(msg)
 
 
+def encode_many(msgs: list[AnyMessage]) -> bytes:
+    """The concatenated encodings of ``msgs`` (a batch frame body without its header)."""
+    enc = _encoder.encode
+    return b"".join([enc(m) for m in msgs])
+
+
 def _check_version(msg: AnyMessage) -> AnyMessage:
     kind = type(msg).__name__
     if msg.v > MAX_VERSION[kind]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from walkout.messages import AnyMessage, array_header, encode, split_batch
+from walkout.messages import AnyMessage, array_header, encode_many, split_batch
 from walkout.storage import connect
 
 log = logging.getLogger(__name__)
@@ -127,13 +127,12 @@ class Outbox:
                     "check it, or raise max_pending"
                 )
             first = self._next_seq
+            replace, source, boot = msgspec.structs.replace, self.source_id, self.boot_id
             stamped = [
-                msgspec.structs.replace(
-                    m, source_id=self.source_id, boot_id=self.boot_id, seq=first + i
-                )
-                for i, m in enumerate(msgs)
+                replace(m, source_id=source, boot_id=boot, seq=seq)
+                for seq, m in enumerate(msgs, first)
             ]
-            blob = b"".join([encode(m) for m in stamped])
+            blob = encode_many(stamped)
             c = self._conn
             c.execute("BEGIN")
             try:
