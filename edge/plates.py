@@ -1,0 +1,193 @@
+"""Weight plates: step detection between stable periods.
+
+A load cell under a lane reads the tray's weight many times a second. Picking or putting an item
+moves the reading from one stable level to another, with a hand's pushes and lifts in between.
+:class:`StepDetector` turns the stream of one plate into :class:`~walkout.messages.WeightChange`
+events:
+
+* **stable**: the level is the median of the last settling window; it follows slow drift (the
+  level is re-taken from every full window that stays within the noise band). The noise is a
+  robust estimate (MAD of stable windows, smoothed), never below ``min_noise_g``.
+* a reading outside ``k_sigma`` noise bands of the level for ``confirm_samples`` readings in a
+  row starts a **moving** period (a single spike does not);
+* the plate is stable again when a whole settling window spans less than ``settle_sigma`` noise
+  bands; the step is the new level minus the old one. A step smaller than ``min_step_g`` (a
+  touch, a lean) moves the level without an event.
+
+``sigma_g`` of an event is the standard error of the difference of the two medians.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from walkout.messages import WeightChange
+from walkout.recording import PlateSeries
+
+# Asymptotic efficiency of the median against the mean for Gaussian noise: var x pi/2.
+_MEDIAN_VAR = math.pi / 2
+_MAD_TO_SD = 1.4826
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    settle_samples: int = 8  # readings in a settling window (0.32 s at 25 Hz)
+    confirm_samples: int = 2  # readings out of band in a row that start a moving period
+    k_sigma: float = 6.0  # band half-width in noise sd that counts as "moved"
+    settle_sigma: float = 6.0  # max range of a settling window, in noise sd
+    min_noise_g: float = 0.5
+    min_step_g: float = 20.0  # smaller steps are touches or drift, not items
+    max_moving_s: float = 30.0  # a moving period this long is re-based without an event
+
+    def __post_init__(self) -> None:
+        if self.settle_samples < 3:
+            raise ValueError(f"settle_samples must be >= 3, got {self.settle_samples}")
+        if self.confirm_samples < 1:
+            raise ValueError(f"confirm_samples must be >= 1, got {self.confirm_samples}")
+        if self.min_step_g <= 0:
+            raise ValueError(f"min_step_g must be > 0, got {self.min_step_g}")
+
+
+class StepDetector:
+    """Streams one plate's readings; ``push`` returns a WeightChange when a step completes."""
+
+    def __init__(
+        self,
+        plate_id: str,
+        lane_id: str,
+        *,
+        source_id: str = "",
+        noise_sd_g: float = 1.5,
+        settings: StepSettings = StepSettings(),
+    ):
+        self.plate_id = plate_id
+        self.lane_id = lane_id
+        self.source_id = source_id
+        self.s = settings
+        self.noise_g = max(noise_sd_g, settings.min_noise_g)
+        self.level_g: float | None = None
+        self.level_n = 0
+        self.moving = False
+        self.steps = 0
+        self.touches = 0
+        self._win: collections.deque[tuple[int, float]] = collections.deque(
+            maxlen=settings.settle_samples
+        )
+        self._out_run = 0
+        self._last_stable_ts = 0
+        self._move_start_ts = 0
+
+    def _window_stats(self) -> tuple[float, float, float]:
+        w = np.fromiter((v for _, v in self._win), np.float64, len(self._win))
+        med = float(np.median(w))
+        mad = float(np.median(np.abs(w - med))) * _MAD_TO_SD
+        return med, float(w.max() - w.min()), mad
+
+    def _learn_noise(self, mad_g: float) -> None:
+        self.noise_g = max(self.s.min_noise_g, 0.9 * self.noise_g + 0.1 * mad_g)
+
+    def push(self, ts_ns: int, weight_g: float) -> WeightChange | None:
+        if not math.isfinite(weight_g):
+            return None
+        s = self.s
+        win = self._win
+        if self.level_g is None:  # first settling: wait for a stable window
+            win.append((ts_ns, weight_g))
+            if len(win) == win.maxlen:
+                med, rng, mad = self._window_stats()
+                if rng <= s.settle_sigma * self.noise_g:
+                    self.level_g, self.level_n = med, len(win)
+                    self._learn_noise(mad)
+                    self._last_stable_ts = ts_ns
+                    win.clear()
+            return None
+        if not self.moving:
+            band = s.k_sigma * self.noise_g
+            if abs(weight_g - self.level_g) > band:
+                self._out_run += 1
+                if self._out_run >= s.confirm_samples:
+                    self.moving = True
+                    self._move_start_ts = self._last_stable_ts
+                    win.clear()
+                    win.append((ts_ns, weight_g))
+                return None
+            self._out_run = 0
+            self._last_stable_ts = ts_ns
+            win.append((ts_ns, weight_g))
+            if len(win) == win.maxlen:  # follow drift and learn the noise
+                med, rng, mad = self._window_stats()
+                if rng <= s.settle_sigma * self.noise_g:
+                    self.level_g, self.level_n = med, len(win)
+                    self._learn_noise(mad)
+                win.clear()
+            return None
+        # moving: wait for a settling window
+        win.append((ts_ns, weight_g))
+        if len(win) < (win.maxlen or 0):
+            if (ts_ns - self._move_start_ts) / 1e9 > s.max_moving_s:
+                self._rebase()
+            return None
+        med, rng, mad = self._window_stats()
+        if rng > s.settle_sigma * self.noise_g:
+            if (ts_ns - self._move_start_ts) / 1e9 > s.max_moving_s:
+                self._rebase()
+            return None
+        old, old_n = self.level_g, self.level_n
+        settled_ts = win[0][0]
+        self.level_g, self.level_n = med, len(win)
+        self._learn_noise(mad)
+        self.moving = False
+        self._out_run = 0
+        self._last_stable_ts = ts_ns
+        win.clear()
+        delta = med - old
+        if abs(delta) < s.min_step_g:
+            self.touches += 1
+            return None
+        self.steps += 1
+        sigma = self.noise_g * math.sqrt(_MEDIAN_VAR * (1 / old_n + 1 / self.level_n))
+        return WeightChange(
+            source_id=self.source_id,
+            event_ts_ns=ts_ns,
+            plate_id=self.plate_id,
+            lane_id=self.lane_id,
+            start_ts_ns=self._move_start_ts,
+            end_ts_ns=settled_ts,
+            delta_g=round(delta, 2),
+            sigma_g=round(sigma, 3),
+        )
+
+    def _rebase(self) -> None:
+        """Give up on a moving period that never settles: wait for a fresh stable level."""
+        self.moving = False
+        self.level_g = None
+        self._out_run = 0
+        self._win.clear()
+
+
+def weight_change_id(change: WeightChange) -> str:
+    """The evidence id fusion and billing use for a weight change."""
+    return f"wc:{change.plate_id}:{change.start_ts_ns}"
+
+
+def detect_series(
+    series: PlateSeries,
+    lane_id: str,
+    *,
+    source_id: str = "",
+    noise_sd_g: float = 1.5,
+    settings: StepSettings = StepSettings(),
+) -> Iterator[WeightChange]:
+    """Every step of one recorded plate, in order."""
+    det = StepDetector(
+        series.plate_id, lane_id, source_id=source_id, noise_sd_g=noise_sd_g, settings=settings
+    )
+    for ts, w in zip(series.ts_ns.tolist(), series.weight_g.tolist(), strict=True):
+        change = det.push(ts, w)
+        if change is not None:
+            yield change
