@@ -1,0 +1,368 @@
+"""Shelf interactions of one shelf camera: a single-threaded, deterministic state machine.
+
+Per lane:
+
+* **idle**: while nothing occludes the lane, every inferred frame's per-SKU item count is kept
+  (the last ``count_frames``); a frame the motion gate skipped changes nothing.
+* a hand whose box lies mostly inside the lane **opens** an interaction (the lane holding the
+  largest share of the hand wins, so a hand passing over a lower lane on its way up opens that
+  lane only briefly and, moving nothing, emits nothing). The "before" count is the median of the
+  kept counts.
+* the interaction **closes** when no hand has been in the lane for ``exit_frames`` inferred
+  frames. While closing, the lane's counts are collected again, but only from frames where no
+  hand, arm (the corridor from a hand down to the image's bottom edge, where arms come from) or
+  person covers the lane. A hand that comes back before that reopens the same interaction.
+* with ``count_frames`` clear frames (or after ``settle_s``), the "after" count is their median;
+  after minus before, per SKU, are the deltas. What the hand held when it entered and when it
+  left (items whose centre lies in the hand's box) corroborates the counts, and stands in for
+  them when the lane never became clear. An interaction whose deltas are all zero (a touch) is
+  counted, not emitted.
+
+The interaction id is ``{camera}:{lane}:f{start_frame:06d}``: the same recording gives the same
+ids on every run.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.detections import Detections
+from edge.lanes import LaneRegions
+from walkout.messages import ShelfInteraction, SkuDelta
+
+I64 = npt.NDArray[np.int64]
+FloorFn = Callable[[str, float], tuple[float, float] | None]
+
+
+@dataclass(frozen=True)
+class InteractionSettings:
+    enter_fraction: float = 0.3  # share of the hand box inside a lane that makes it "in"
+    exit_frames: int = 2  # inferred frames without the hand before the interaction closes
+    count_frames: int = 3  # clear frames whose median gives a count
+    occlusion_fraction: float = 0.01  # share of a lane an arm/person may cover and still count
+    corridor_widen: float = 0.15  # the arm corridor is the hand box widened by this share
+    settle_s: float = 2.0  # give up waiting for a clear lane after this long
+    hold_fraction: float = 0.5  # an item is in the hand when this share of it is in the box
+
+    def __post_init__(self) -> None:
+        if not 0 < self.enter_fraction <= 1:
+            raise ValueError(f"enter_fraction must be in (0, 1], got {self.enter_fraction}")
+        if self.exit_frames < 1 or self.count_frames < 1:
+            raise ValueError("exit_frames and count_frames must be >= 1")
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"
+    OPEN = "open"
+    CLOSING = "closing"
+
+
+@dataclass
+class _Lane:
+    index: int
+    lane_id: str
+    history: collections.deque[I64]
+    phase: Phase = Phase.IDLE
+    start_frame: int = 0
+    start_ts_ns: int = 0
+    end_frame: int = 0
+    end_ts_ns: int = 0
+    before: I64 | None = None
+    after: list[I64] = field(default_factory=list)
+    after_frames: list[int] = field(default_factory=list)
+    before_frames: list[int] = field(default_factory=list)
+    missing: int = 0
+    hand_x_px: float = 0.0
+    carried_in: I64 | None = None
+    carried_out: I64 | None = None
+    held_last: I64 | None = None
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """What one inferred frame says about every lane of the camera."""
+
+    counts: I64  # [L, S] items per lane and SKU class (not counting items in a hand)
+    clear: npt.NDArray[np.bool_]  # [L] nothing covers the lane
+    hand_lane: npt.NDArray[np.int64]  # [H] lane index each hand is in (-1: none)
+    hand_x_px: npt.NDArray[np.float32]  # [H]
+    held: I64  # [H, S] items each hand holds
+
+
+class ShelfInteractions:
+    """Interaction logic for one shelf camera. Feed every frame in order with ``update``."""
+
+    def __init__(
+        self,
+        source_id: str,
+        camera_id: str,
+        regions: LaneRegions,
+        names: Sequence[str],
+        skus: Sequence[str],
+        *,
+        floor_xy: FloorFn | None = None,
+        settings: InteractionSettings = InteractionSettings(),
+    ):
+        self.source_id = source_id
+        self.camera_id = camera_id
+        self.regions = regions
+        self.s = settings
+        self.floor_xy = floor_xy
+        names = list(names)
+        if "hand" not in names:
+            raise ValueError(
+                f"the detector's classes {names} have no 'hand'; shelf interactions need one"
+            )
+        self.hand_class = names.index("hand")
+        self.person_class = names.index("person") if "person" in names else -1
+        sku_set = set(skus)
+        self.sku_classes = [i for i, n in enumerate(names) if n in sku_set]
+        self.sku_names = [names[i] for i in self.sku_classes]
+        # class id -> column of the per-SKU count arrays (-1: not a SKU)
+        table = np.full(max(len(names), 1), -1, np.int64)
+        for col, cls in enumerate(self.sku_classes):
+            table[cls] = col
+        self._col_of_class = table
+        self.lanes = [
+            _Lane(i, lane, collections.deque(maxlen=settings.count_frames))
+            for i, lane in enumerate(regions.lane_ids)
+        ]
+        self.touches = 0
+        self.emitted = 0
+
+    # ------------------------------------------------------------ per frame
+
+    @property
+    def busy(self) -> bool:
+        """True while any lane has an open or closing interaction (the motion gate keeps
+        inferring this camera meanwhile)."""
+        return any(lane.phase is not Phase.IDLE for lane in self.lanes)
+
+    @property
+    def needs_counts(self) -> bool:
+        return any(len(lane.history) < self.s.count_frames for lane in self.lanes)
+
+    def view(self, dets: Detections) -> FrameView:
+        r = self.regions
+        n_lanes, n_skus = len(r), len(self.sku_classes)
+        cls = dets.class_id.astype(np.int64)
+        col = np.where((cls >= 0) & (cls < len(self._col_of_class)), cls, 0)
+        sku_col = np.where(
+            (cls >= 0) & (cls < len(self._col_of_class)), self._col_of_class[col], -1
+        )
+        is_item = sku_col >= 0
+        hands = dets.xyxy[cls == self.hand_class]
+        items = dets.xyxy[is_item]
+        item_col = sku_col[is_item]
+
+        held_by = np.full(len(items), -1, np.int64)
+        held = np.zeros((len(hands), n_skus), np.int64)
+        if len(hands) and len(items):
+            ix1 = np.maximum(items[:, None, 0], hands[None, :, 0])
+            iy1 = np.maximum(items[:, None, 1], hands[None, :, 1])
+            ix2 = np.minimum(items[:, None, 2], hands[None, :, 2])
+            iy2 = np.minimum(items[:, None, 3], hands[None, :, 3])
+            inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+            area = np.clip((items[:, 2] - items[:, 0]) * (items[:, 3] - items[:, 1]), 1, None)
+            share = inter / area[:, None]
+            best = share.argmax(axis=1)
+            ok = share[np.arange(len(items)), best] >= self.s.hold_fraction
+            held_by[ok] = best[ok]
+            np.add.at(held, (held_by[ok], item_col[ok]), 1)
+
+        counts = np.zeros((n_lanes, max(n_skus, 1)), np.int64)[:, :n_skus]
+        free = held_by < 0
+        if n_lanes and free.any():
+            centers = (items[free, :2] + items[free, 2:]) / 2
+            lane_of = r.lane_at(centers.astype(np.float32))
+            inside = lane_of >= 0
+            np.add.at(counts, (lane_of[inside], item_col[free][inside]), 1)
+
+        hand_lane = np.full(len(hands), -1, np.int64)
+        if len(hands) and n_lanes:
+            frac = r.box_fraction_inside(hands)
+            best_lane = frac.argmax(axis=1)
+            ok = frac[np.arange(len(hands)), best_lane] >= self.s.enter_fraction
+            hand_lane[ok] = best_lane[ok]
+
+        occluders = [dets.xyxy[cls == self.person_class]] if self.person_class >= 0 else []
+        if len(hands):
+            w = hands[:, 2] - hands[:, 0]
+            corridor = hands.copy()
+            corridor[:, 0] -= w * self.s.corridor_widen
+            corridor[:, 2] += w * self.s.corridor_widen
+            corridor[:, 3] = r.height
+            occluders.append(corridor)
+        clear = np.ones(n_lanes, np.bool_)
+        if occluders and n_lanes:
+            boxes = np.concatenate(occluders).astype(np.float32)
+            if len(boxes):
+                cover = r.lane_fraction_covered(boxes)
+                clear = np.asarray(~(cover > self.s.occlusion_fraction).any(axis=0), np.bool_)
+        return FrameView(
+            counts=counts,
+            clear=clear,
+            hand_lane=hand_lane,
+            hand_x_px=((hands[:, 0] + hands[:, 2]) / 2).astype(np.float32),
+            held=held,
+        )
+
+    def update(
+        self, frame_index: int, ts_ns: int, dets: Detections | None
+    ) -> list[ShelfInteraction]:
+        """One frame of the camera. ``dets`` is None when the frame was not inferred (the
+        motion gate saw nothing move and no interaction was open)."""
+        if dets is None:
+            return self._timeouts(ts_ns)
+        v = self.view(dets)
+        out: list[ShelfInteraction] = []
+        for lane in self.lanes:
+            i = lane.index
+            in_lane = np.flatnonzero(v.hand_lane == i)
+            if len(in_lane):
+                h = int(in_lane[0])
+                self._hand_seen(lane, frame_index, ts_ns, float(v.hand_x_px[h]), v.held[h])
+            elif lane.phase is Phase.OPEN:
+                lane.missing += 1
+                self._track_exit_hold(lane, v)
+                if lane.missing >= self.s.exit_frames:
+                    lane.phase = Phase.CLOSING
+                    lane.carried_out = lane.held_last
+            elif lane.phase is Phase.CLOSING:
+                self._track_exit_hold(lane, v)
+            if lane.phase is Phase.IDLE:
+                if v.clear[i]:
+                    lane.history.append(v.counts[i].copy())
+                    lane.before_frames = [*lane.before_frames[-2:], frame_index]
+            elif lane.phase is Phase.CLOSING:
+                if v.clear[i]:
+                    lane.after.append(v.counts[i].copy())
+                    lane.after_frames.append(frame_index)
+                late = (ts_ns - lane.end_ts_ns) / 1e9 >= self.s.settle_s
+                if len(lane.after) >= self.s.count_frames or late:
+                    event = self._finish(lane)
+                    if event is not None:
+                        out.append(event)
+        return out
+
+    def _hand_seen(self, lane: _Lane, frame_index: int, ts_ns: int, x_px: float, held: I64) -> None:
+        if lane.phase is Phase.IDLE:
+            lane.phase = Phase.OPEN
+            lane.start_frame, lane.start_ts_ns = frame_index, ts_ns
+            lane.before = _median(list(lane.history)) if lane.history else None
+            lane.carried_in = held.copy()
+            lane.after, lane.after_frames = [], []
+        elif lane.phase is Phase.CLOSING:  # the hand came back: same interaction
+            lane.phase = Phase.OPEN
+            lane.after, lane.after_frames = [], []
+            # what it brings now is what it may leave (it may have been to another lane)
+            lane.carried_in = held.copy()
+        lane.missing = 0
+        lane.end_frame, lane.end_ts_ns = frame_index, ts_ns
+        lane.hand_x_px = x_px
+        lane.held_last = held.copy()
+
+    def _track_exit_hold(self, lane: _Lane, v: FrameView) -> None:
+        """Right after leaving, the hand is still near the lane: what it holds is carried out.
+        Take the most any hand outside a lane holds in the first frames after the exit."""
+        if lane.missing > self.s.exit_frames + 1 or not len(v.held):
+            return
+        free = v.hand_lane < 0
+        if free.any():
+            most = v.held[free].max(axis=0)
+            base = lane.held_last if lane.held_last is not None else np.zeros_like(most)
+            lane.held_last = np.maximum(base, most)
+
+    def _timeouts(self, ts_ns: int) -> list[ShelfInteraction]:
+        out = []
+        for lane in self.lanes:
+            if lane.phase is Phase.CLOSING and (ts_ns - lane.end_ts_ns) / 1e9 >= self.s.settle_s:
+                event = self._finish(lane)
+                if event is not None:
+                    out.append(event)
+        return out
+
+    def flush(self) -> list[ShelfInteraction]:
+        """End of the stream: finish every interaction with what is known."""
+        out = []
+        for lane in self.lanes:
+            if lane.phase is Phase.OPEN:
+                lane.carried_out = lane.held_last
+            if lane.phase is not Phase.IDLE:
+                event = self._finish(lane)
+                if event is not None:
+                    out.append(event)
+        return out
+
+    # ------------------------------------------------------------ decisions
+
+    def _finish(self, lane: _Lane) -> ShelfInteraction | None:
+        n = len(self.sku_classes)
+        zero = np.zeros(n, np.int64)
+        carried_in = lane.carried_in if lane.carried_in is not None else zero
+        carried_out = lane.carried_out if lane.carried_out is not None else zero
+        by_hand = carried_in - carried_out  # what the hand left on the shelf
+        after = _median(lane.after) if lane.after else None
+        if lane.before is not None and after is not None:
+            delta = after - lane.before
+            agree = bool(np.array_equal(delta, by_hand))
+            conf = 0.97 if agree else (0.85 if by_hand.any() or delta.any() else 0.9)
+        else:
+            delta = by_hand
+            conf = 0.6
+        evidence = (
+            *lane.before_frames[-1:],
+            lane.start_frame,
+            lane.end_frame,
+            *lane.after_frames[: self.s.count_frames],
+        )
+        event: ShelfInteraction | None = None
+        if delta.any():
+            deltas = tuple(
+                SkuDelta(sku=self.sku_names[j], delta=int(delta[j]), confidence=conf)
+                for j in np.flatnonzero(delta)
+            )
+            exit_xy = None
+            if self.floor_xy is not None:
+                exit_xy = self.floor_xy(
+                    lane.lane_id, self.regions.across(lane.index, lane.hand_x_px)
+                )
+            event = ShelfInteraction(
+                source_id=self.source_id,
+                event_ts_ns=lane.end_ts_ns,
+                interaction_id=f"{self.camera_id}:{lane.lane_id}:f{lane.start_frame:06d}",
+                camera_id=self.camera_id,
+                lane_id=lane.lane_id,
+                start_ts_ns=lane.start_ts_ns,
+                end_ts_ns=lane.end_ts_ns,
+                deltas=deltas,
+                exit_xy_m=exit_xy,
+                confidence=conf,
+                evidence_frames=tuple(sorted(set(evidence))),
+            )
+            self.emitted += 1
+        else:
+            self.touches += 1
+        # the after count is the new truth of the lane
+        lane.history.clear()
+        for c in lane.after[-self.s.count_frames :]:
+            lane.history.append(c)
+        lane.before_frames = lane.after_frames[-1:]
+        lane.phase = Phase.IDLE
+        lane.before = None
+        lane.after, lane.after_frames = [], []
+        lane.carried_in = lane.carried_out = lane.held_last = None
+        lane.missing = 0
+        return event
+
+
+def _median(rows: list[I64]) -> I64:
+    stack = np.stack(rows)
+    out: I64 = np.floor(np.median(stack, axis=0) + 0.5).astype(np.int64)
+    return out

@@ -1,0 +1,138 @@
+"""Shelf interaction state machine on scripted detections: picks, puts, touches, pass-overs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.detections import Detections
+from edge.interactions import InteractionSettings, ShelfInteractions
+from edge.lanes import LaneRegions
+
+NAMES = ["cola", "chips", "hand", "person"]
+HAND = 2
+T0 = 1_767_225_600_000_000_000
+DT = 66_666_667
+# two lanes stacked: top (y 20..150) and bottom (y 180..330) over x 20..300
+POLYS = {
+    "L-top": [(20.0, 20.0), (300.0, 20.0), (300.0, 150.0), (20.0, 150.0)],
+    "L-bot": [(20.0, 180.0), (300.0, 180.0), (300.0, 330.0), (20.0, 330.0)],
+}
+
+
+def items(n_top: int, n_bot: int, top_cls: int = 0, bot_cls: int = 1) -> list[tuple]:
+    out = [((30 + 40 * i, 60, 60 + 40 * i, 140), top_cls) for i in range(n_top)]
+    out += [((30 + 40 * i, 220, 60 + 40 * i, 320), bot_cls) for i in range(n_bot)]
+    return out
+
+
+def dets(boxes: list[tuple]) -> Detections:
+    if not boxes:
+        return Detections.empty()
+    return Detections(
+        np.array([b for b, _ in boxes], np.float32),
+        np.full(len(boxes), 0.9, np.float32),
+        np.array([c for _, c in boxes], np.int32),
+    )
+
+
+def machine() -> ShelfInteractions:
+    regions = LaneRegions(POLYS, 320, 360)
+    return ShelfInteractions(
+        "edge-1",
+        "cam",
+        regions,
+        NAMES,
+        ["cola", "chips"],
+        floor_xy=lambda lane, across: (1.0 + across, 2.0),
+        settings=InteractionSettings(count_frames=3, exit_frames=2),
+    )
+
+
+def play(frames: list[list[tuple] | None]) -> list:
+    m = machine()
+    out = []
+    for i, f in enumerate(frames):
+        out += m.update(i, T0 + i * DT, None if f is None else dets(f))
+    out += m.flush()
+    return out
+
+
+def hand_at(y: float, x: float = 150) -> tuple:
+    return ((x - 25, y - 25, x + 25, y + 25), HAND)
+
+
+def reach(top: int, bot: int, *, target_y: float, take: int, cls: int = 0) -> list[list[tuple]]:
+    """Hand rises from the bottom edge to target_y and goes back; ``take`` > 0 picks items of
+    the top lane, < 0 puts one back (the hand carries it in)."""
+    path_up = [350, 300, 250, 200, target_y, target_y]
+    frames = []
+    held_in = [((130, 0, 170, 40), cls)] if take < 0 else []
+    for y in path_up:
+        frames.append(items(top, bot) + [hand_at(y)] + [_shift(h, y) for h in held_in])
+    top_after = top - take
+    held_out = [((130, 0, 170, 40), cls)] * max(take, 0)
+    for y in [target_y, 200, 250, 300, 350]:
+        frames.append(items(top_after, bot) + [hand_at(y)] + [_shift(h, y) for h in held_out])
+    return frames
+
+
+def _shift(h: tuple, y: float) -> tuple:
+    (x1, _, x2, _), c = h
+    return ((x1, y - 20, x2, y + 20), c)
+
+
+@pytest.mark.parametrize(
+    ("take", "expected"),
+    [(1, {"cola": -1}), (2, {"cola": -2}), (-1, {"cola": 1}), (0, None)],
+)
+def test_reach_into_top_lane(take: int, expected: dict[str, int] | None) -> None:
+    idle = [items(5, 4)] * 4
+    after = [items(5 - take, 4)] * 5
+    events = play(idle + reach(5, 4, target_y=80, take=take) + after)
+    if expected is None:
+        assert events == []
+        return
+    (e,) = events
+    assert e.lane_id == "L-top" and {d.sku: d.delta for d in e.deltas} == expected
+    assert e.interaction_id == "cam:L-top:f000008"
+    assert e.start_ts_ns == T0 + 8 * DT and e.start_ts_ns < e.end_ts_ns
+    assert e.confidence >= 0.9 and e.exit_xy_m == pytest.approx((1.0 - 0.0357, 2.0), abs=0.01)
+    assert e.evidence_frames[0] < 8 < e.evidence_frames[-1] and e.source_id == "edge-1"
+
+
+def test_passing_over_the_bottom_lane_emits_nothing_for_it() -> None:
+    idle = [items(5, 4)] * 4
+    events = play(idle + reach(5, 4, target_y=80, take=1) + [items(4, 4)] * 5)
+    assert [e.lane_id for e in events] == ["L-top"]
+
+
+def test_skipped_frames_change_nothing_and_ids_are_deterministic() -> None:
+    idle: list[list[tuple] | None] = [items(5, 4)] * 3 + [None] * 20
+    # the bottom lane: take a chips bag (the hand is in the lane from frame 24, y=300)
+    frames = (
+        idle
+        + [[*items(5, 4), hand_at(y)] for y in (350, 300, 260, 260)]
+        + [[*items(5, 3), hand_at(y), ((130, y - 20, 170, y + 20), 1)] for y in (260, 330, 360)]
+    )
+    frames += [items(5, 3)] * 5
+    a, b = play(frames), play(frames)
+    assert a == b and len(a) == 1
+    assert a[0].lane_id == "L-bot" and a[0].deltas[0].sku == "chips"
+    assert a[0].deltas[0].delta == -1 and a[0].interaction_id == "cam:L-bot:f000024"
+
+
+def test_no_clear_view_after_falls_back_to_what_the_hand_carried() -> None:
+    idle = [items(5, 4)] * 4
+    person = ((0, 0, 320, 360), 3)
+    # a person steps in front of the shelf as the hand leaves and stays to the end
+    moves = reach(5, 4, target_y=80, take=1)
+    frames = idle + moves[:7] + [[*f, person] for f in moves[7:]]
+    frames += [[*items(4, 4), person]] * 3
+    (e,) = play(frames)
+    assert e.deltas[0].delta == -1 and e.confidence < 0.9
+
+
+def test_a_detector_without_hands_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="no 'hand'"):
+        ShelfInteractions("e", "c", LaneRegions(POLYS, 320, 360), ["cola"], ["cola"])
