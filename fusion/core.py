@@ -1,0 +1,647 @@
+"""The deterministic fusion core: shopper sessions, association, evidence fusion, carts.
+
+No I/O and no wall clock: the same messages in the same order give the same carts and the same
+outputs, which is what makes recovery by replaying the log exact. :meth:`FusionCore.apply`
+takes messages in event-time order (late ones are accepted too, see below);
+:meth:`FusionCore.advance` is told the watermark and decides what can be decided.
+
+Rules (each one a documented choice):
+
+* Sessions: an entry GateEvent with an account opens a session (one per account visit; a
+  second scan of an account already in the store joins that session: a group). It binds the
+  ``group_size`` unbound tracks nearest the gate at that moment; members not seen yet are bound
+  when a new track appears near the gate shortly after. A new track that appears near where a
+  session's track was lost (or where it is seen by another camera: a hand-over) is re-linked.
+* Exit: the exit GateEvent's account, else the bound track nearest the exit gate, names the
+  session. A group closes when all members passed, or ``group_exit_grace`` after the first.
+  The cart closes when the watermark passes exit + allowed lateness + the pairing window.
+* Association: a shelf event goes to the open session whose track comes closest during the
+  event; with the hand's exit point (``exit_xy_m``) the distance is to the arm's line (lane
+  front through the exit point, onwards): that is what tells crossing arms apart. Candidates
+  must be within the reach radius of the lane front; probability is a softmax of the negative
+  distances; two candidates within the ambiguity margin flag the line for review.
+* Put-backs: a put removes the units from the putter's cart. Units the putter does not hold
+  were handed over: they leave the cart of the session that picked that SKU most recently
+  (a transfer), so nobody pays for an item that went back on the shelf.
+* Late messages (older than the watermark) are still applied while their session is open;
+  a shelf event whose shopper's cart is already closed is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusion.carts import Cart, CartChange
+from fusion.evidence import Decision, Unit, WeightEvidence, decide, decide_many
+from fusion.ids import checkout_id, session_id, weight_change_id
+from fusion.params import FusionParams
+from fusion.tracks import Track, TrackKey, Tracks, distance
+from walkout.messages import (
+    AnyMessage,
+    CartClosed,
+    GateEvent,
+    SessionOpened,
+    ShelfInteraction,
+    SkuDelta,
+    TrackUpdate,
+    WeightChange,
+)
+
+Point = tuple[float, float]
+OutMessage = SessionOpened | CartClosed
+
+
+@dataclass(frozen=True)
+class Output:
+    """A message for billing with its idempotence key (one key is never sent twice)."""
+
+    key: str
+    message: OutMessage
+
+
+@dataclass
+class Session:
+    session_id: str
+    account_id: str
+    gate_id: str
+    entry_ts_ns: int
+    entry_xy_m: Point
+    group_size: int
+    cart: Cart
+    # track -> [bound from, bound until or None]
+    bindings: dict[TrackKey, list[int | None]] = field(default_factory=dict)
+    wanted: int = 0  # members not yet bound to a track
+    exits: int = 0
+    first_exit_ts_ns: int | None = None
+    exit_ts_ns: int | None = None
+    exited: bool = False
+    closed: bool = False
+    checkout_id: str | None = None
+
+    def live_tracks(self) -> list[TrackKey]:
+        return [k for k, (_, until) in sorted(self.bindings.items()) if until is None]
+
+
+@dataclass
+class _Pending:
+    """A shelf event waiting for its partner evidence on the same lane."""
+
+    evidence_id: str
+    lane_id: str
+    start_ts_ns: int
+    end_ts_ns: int
+    interaction: ShelfInteraction | None = None
+    weight: WeightChange | None = None
+
+
+@dataclass(frozen=True)
+class Association:
+    session_id: str
+    probability: float
+    ambiguous: bool
+    outside_reach: bool = False
+
+
+@dataclass
+class CoreStats:
+    duplicates: int = 0
+    late_dropped: int = 0
+    review_flags: int = 0
+    unassigned: int = 0
+    unbound_tracks: int = 0
+    relinked_tracks: int = 0
+    anonymous_entries: int = 0
+    unmatched_exits: int = 0
+    handoffs: int = 0
+    puts_unmatched: int = 0
+    decisions: int = 0
+
+
+class FusionCore:
+    def __init__(
+        self,
+        *,
+        store_id: str,
+        catalog: Mapping[str, Unit],
+        lane_front_m: Mapping[str, Point],
+        lane_stock: Mapping[str, Mapping[str, int]],
+        gate_xy_m: Mapping[str, Point],
+        params: FusionParams,
+    ):
+        self.store_id = store_id
+        self.catalog = dict(catalog)
+        self.lane_front = dict(lane_front_m)
+        self.stock: dict[str, dict[str, int]] = {k: dict(v) for k, v in lane_stock.items()}
+        self.gate_xy = dict(gate_xy_m)
+        self.p = params
+        self.tracks = Tracks(params.track_history_ns)
+        self.sessions: dict[str, Session] = {}
+        self.bound: dict[TrackKey, str] = {}  # live bindings only
+        self.pending: dict[str, list[_Pending]] = {}
+        self.seen_evidence: set[str] = set()
+        self.seen_gates: set[tuple[str, str, int]] = set()
+        self.stats = CoreStats()
+        self.changed: set[str] = set()  # sessions whose cart or state changed since last take
+        self.watermark_ns = 0
+        self.latest_ns = 0  # latest event time applied
+
+    @classmethod
+    def from_store(cls, store: Any, params: FusionParams | None = None) -> FusionCore:
+        cfg = store.cfg
+        gates = {
+            g.id: ((g.line_m[0][0] + g.line_m[1][0]) / 2, (g.line_m[0][1] + g.line_m[1][1]) / 2)
+            for g in cfg.gates
+        }
+        return cls(
+            store_id=cfg.store.id,
+            catalog={p.sku: Unit(p.unit_weight_g, p.weight_sd_g) for p in cfg.products},
+            lane_front_m={lane.id: store.lane_front_xy_m(lane.id) for lane in cfg.lanes},
+            lane_stock={lane.id: {lane.sku: lane.initial_count} for lane in cfg.lanes},
+            gate_xy_m=gates,
+            params=params or FusionParams.from_store(store),
+        )
+
+    # ------------------------------------------------------------ input
+
+    def apply(self, msg: AnyMessage) -> list[Output]:
+        self.latest_ns = max(self.latest_ns, msg.event_ts_ns)
+        if isinstance(msg, TrackUpdate):
+            self._tracks(msg)
+        elif isinstance(msg, GateEvent):
+            return self._gate(msg)
+        elif isinstance(msg, ShelfInteraction):
+            self._shelf(
+                _Pending(msg.interaction_id, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, msg)
+            )
+        elif isinstance(msg, WeightChange):
+            wid = weight_change_id(msg.plate_id, msg.start_ts_ns)
+            self._shelf(_Pending(wid, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, weight=msg))
+        return []
+
+    def advance(self, watermark_ns: int) -> list[Output]:
+        """Decide shelf events whose pairing window passed; close carts whose time came."""
+        self.watermark_ns = max(self.watermark_ns, watermark_ns)
+        wm = self.watermark_ns
+        for lane in sorted(self.pending):
+            self._decide_lane(lane, wm)
+        out: list[Output] = []
+        for s in sorted(self.sessions.values(), key=lambda s: (s.entry_ts_ns, s.session_id)):
+            if s.closed:
+                continue
+            if (
+                not s.exited
+                and s.first_exit_ts_ns is not None
+                and wm >= s.first_exit_ts_ns + self.p.group_exit_grace_ns
+            ):
+                self._end_bindings(s, s.exit_ts_ns or s.first_exit_ts_ns)
+                s.exited = True
+            close_at = (s.exit_ts_ns or 0) + self.p.allowed_lateness_ns + self.p.pair_window_ns
+            if s.exited and s.exit_ts_ns is not None and wm >= close_at:
+                out.append(self._close(s))
+        horizon = min(wm, self.latest_ns)  # an end-of-stream watermark must not forget tracks
+        if horizon > self.p.track_history_ns:
+            for key in self.tracks.expire(horizon):
+                self.bound.pop(key, None)
+        return out
+
+    def take_changed(self) -> set[str]:
+        changed, self.changed = self.changed, set()
+        return changed
+
+    def open_sessions(self) -> int:
+        return sum(1 for s in self.sessions.values() if not s.closed)
+
+    # ------------------------------------------------------------ tracks and sessions
+
+    def _tracks(self, msg: TrackUpdate) -> None:
+        ts = msg.event_ts_ns
+        for t in msg.tracks:
+            key = (msg.camera_id, t.track_id)
+            if self.tracks.update(key, ts, (t.x_m, t.y_m)) and key not in self.bound:
+                self._bind_new_track(key, ts, (t.x_m, t.y_m))
+
+    def _bind(self, s: Session, key: TrackKey, ts: int) -> None:
+        s.bindings[key] = [ts, None]
+        self.bound[key] = s.session_id
+        self.changed.add(s.session_id)
+
+    def _bind_new_track(self, key: TrackKey, ts: int, xy: Point) -> None:
+        p = self.p
+        waiting = [
+            s
+            for s in self._open_sorted()
+            if s.wanted > 0
+            and not s.exited
+            and 0 <= ts - s.entry_ts_ns <= p.late_bind_window_ns
+            and distance(xy, s.entry_xy_m) <= p.gate_radius_m
+        ]
+        if waiting:
+            s = waiting[0]
+            s.wanted -= 1
+            self._bind(s, key, ts)
+            return
+        best: tuple[float, str] | None = None
+        for s in self._open_sorted():
+            if s.exited:
+                continue
+            for other in s.bindings:
+                track = self.tracks.by_key.get(other)
+                if track is None or other == key:
+                    continue
+                gap = ts - track.last_ts_ns
+                lost = gap >= p.lost_after_ns or other[0] != key[0]
+                d = distance(track.last_xy_m, xy)
+                near = 0 <= gap <= p.relink_window_ns and lost and d <= p.relink_radius_m
+                if near and (best is None or (d, s.session_id) < best):
+                    best = (d, s.session_id)
+        if best is None:
+            self.stats.unbound_tracks += 1
+            return
+        self.stats.relinked_tracks += 1
+        self._bind(self.sessions[best[1]], key, ts)
+
+    def _open_sorted(self) -> list[Session]:
+        return sorted(
+            (s for s in self.sessions.values() if not s.closed),
+            key=lambda s: (s.entry_ts_ns, s.session_id),
+        )
+
+    def _near_gate(self, point: Point, ts: int, *, bound: bool) -> list[tuple[float, Track]]:
+        out = []
+        for track in self.tracks.recent(ts, self.p.gate_window_ns):
+            if (track.key in self.bound) != bound:
+                continue
+            xy = track.at(ts, self.p.gate_window_ns)
+            if xy is not None and (d := distance(xy, point)) <= self.p.gate_radius_m:
+                out.append((d, track))
+        out.sort(key=lambda t: (t[0], t[1].key))
+        return out
+
+    def _gate(self, g: GateEvent) -> list[Output]:
+        dedupe = (g.gate_id, g.kind, g.event_ts_ns)
+        if dedupe in self.seen_gates:
+            self.stats.duplicates += 1
+            return []
+        self.seen_gates.add(dedupe)
+        point = g.xy_m or self.gate_xy.get(g.gate_id) or (0.0, 0.0)
+        if g.kind == "entry":
+            return self._entry(g, point)
+        self._exit(g, point)
+        return []
+
+    def _entry(self, g: GateEvent, point: Point) -> list[Output]:
+        if not g.account_id:
+            self.stats.anonymous_entries += 1
+            return []
+        ts = g.event_ts_ns
+        joined = next(
+            (s for s in self._open_sorted() if s.account_id == g.account_id and not s.exited),
+            None,
+        )
+        near = self._near_gate(point, ts, bound=False)
+        if joined is not None:  # another scan of an account already inside: same group
+            joined.group_size += g.group_size
+            take = near[: g.group_size]
+            joined.wanted += g.group_size - len(take)
+            for _, track in take:
+                self._bind(joined, track.key, ts)
+            return []
+        sid = session_id(g.gate_id, g.account_id, ts)
+        s = Session(sid, g.account_id, g.gate_id, ts, point, g.group_size, Cart(sid))
+        self.sessions[sid] = s
+        take = near[: g.group_size]
+        s.wanted = g.group_size - len(take)
+        for _, track in take:
+            self._bind(s, track.key, ts)
+        self.changed.add(sid)
+        opened = SessionOpened(
+            source_id="fusion",
+            event_ts_ns=ts,
+            session_id=sid,
+            account_id=g.account_id,
+            store_id=self.store_id,
+            group_size=g.group_size,
+        )
+        return [Output(f"open:{sid}", opened)]
+
+    def _exit(self, g: GateEvent, point: Point) -> None:
+        ts = g.event_ts_ns
+        s: Session | None = None
+        leaving: TrackKey | None = None
+        if g.account_id:
+            s = next(
+                (
+                    x
+                    for x in reversed(self._open_sorted())
+                    if x.account_id == g.account_id and not x.exited and x.entry_ts_ns <= ts
+                ),
+                None,
+            )
+        for _, track in self._near_gate(point, ts, bound=True):
+            owner = self.sessions[self.bound[track.key]]
+            if owner.exited:
+                continue
+            if s is None or owner is s:
+                s, leaving = owner, track.key
+                break
+        if s is None:
+            self.stats.unmatched_exits += 1
+            return
+        s.exits += 1
+        s.first_exit_ts_ns = s.first_exit_ts_ns if s.first_exit_ts_ns is not None else ts
+        s.exit_ts_ns = ts
+        if leaving is not None:
+            s.bindings[leaving][1] = ts
+            self.bound.pop(leaving, None)
+        if s.exits >= s.group_size:
+            self._end_bindings(s, ts)
+            s.exited = True
+        self.changed.add(s.session_id)
+
+    def _end_bindings(self, s: Session, ts: int) -> None:
+        for key, span in s.bindings.items():
+            if span[1] is None:
+                span[1] = ts
+                self.bound.pop(key, None)
+
+    def _close(self, s: Session) -> Output:
+        assert s.exit_ts_ns is not None
+        s.closed = True
+        s.checkout_id = checkout_id(self.store_id, s.session_id)
+        lines = s.cart.lines()
+        reasons = s.cart.review_reasons()
+        msg = CartClosed(
+            source_id="fusion",
+            event_ts_ns=s.exit_ts_ns,
+            checkout_id=s.checkout_id,
+            session_id=s.session_id,
+            account_id=s.account_id,
+            store_id=self.store_id,
+            entry_ts_ns=s.entry_ts_ns,
+            exit_ts_ns=s.exit_ts_ns,
+            lines=lines,
+            review=any(line.review for line in lines) or bool(reasons),
+            review_reasons=reasons,
+        )
+        self.changed.add(s.session_id)
+        return Output(f"close:{s.checkout_id}", msg)
+
+    # ------------------------------------------------------------ shelf events
+
+    def _shelf(self, item: _Pending) -> None:
+        if item.evidence_id in self.seen_evidence:
+            self.stats.duplicates += 1
+            return
+        self.seen_evidence.add(item.evidence_id)
+        self.pending.setdefault(item.lane_id, []).append(item)
+
+    def _decide_lane(self, lane: str, wm: int) -> None:
+        items = sorted(self.pending[lane], key=lambda x: (x.start_ts_ns, x.evidence_id))
+        slack = self.p.pair_slack_ns
+        groups: list[list[_Pending]] = []
+        end = -1
+        for it in items:
+            if groups and it.start_ts_ns <= end + slack:
+                groups[-1].append(it)
+                end = max(end, it.end_ts_ns)
+            else:
+                groups.append([it])
+                end = it.end_ts_ns
+        keep: list[_Pending] = []
+        for grp in groups:
+            if max(x.end_ts_ns for x in grp) + self.p.pair_window_ns <= wm:
+                self._decide_group(lane, grp)
+            else:
+                keep.extend(grp)
+        if keep:
+            self.pending[lane] = keep
+        else:
+            del self.pending[lane]
+
+    def _decide_group(self, lane: str, grp: list[_Pending]) -> None:
+        shelf = [x for x in grp if x.interaction is not None]
+        weights = [x.weight for x in grp if x.weight is not None]
+        wc_ids = tuple(x.evidence_id for x in grp if x.weight is not None)
+        weight: WeightEvidence | None = None
+        if weights:
+            weight = WeightEvidence(
+                sum(w.delta_g for w in weights), math.sqrt(sum(w.sigma_g**2 for w in weights))
+            )
+        start = min(x.start_ts_ns for x in grp)
+        end = max(x.end_ts_ns for x in grp)
+        front = self.lane_front.get(lane)
+        if front is None:
+            self.stats.unassigned += 1
+            return
+        p = self.p
+        caps: dict[str, Any] = {
+            "vision_only_cap": p.vision_only_cap,
+            "weight_only_cap": p.weight_only_cap,
+            "disagreement_factor": p.disagreement_factor,
+        }
+        if not shelf:  # weight alone
+            assert weight is not None
+            assoc = self._associate(front, None, start, end)
+            prior = self._prior(lane, assoc, weight.delta_g < 0)
+            d = decide(self.catalog, weight=weight, prior_counts=prior, **caps)
+            if d is not None:
+                self._apply(lane, d, assoc, wc_ids, end)
+            return
+        if len(shelf) == 1:
+            si = shelf[0].interaction
+            assert si is not None
+            moved = [x for x in si.deltas if x.delta != 0]
+            assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            ids = (si.interaction_id, *wc_ids)
+            if len(moved) <= 1:
+                picking = moved[0].delta < 0 if moved else bool(weight and weight.delta_g < 0)
+                prior = self._prior(lane, assoc, picking)
+                vision = _scaled(moved, si.confidence)
+                d = decide(self.catalog, vision=vision, weight=weight, prior_counts=prior, **caps)
+                if d is not None:
+                    self._apply(lane, d, assoc, ids, si.end_ts_ns)
+                return
+        visions = []
+        for x in shelf:
+            assert x.interaction is not None
+            visions.append(_scaled(x.interaction.deltas, x.interaction.confidence))
+        results = decide_many(
+            self.catalog, visions, weight, disagreement_factor=p.disagreement_factor
+        )
+        for x, decisions in zip(shelf, results):
+            si = x.interaction
+            assert si is not None
+            assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            for d in decisions:
+                self._apply(lane, d, assoc, (si.interaction_id, *wc_ids), si.end_ts_ns)
+
+    def _prior(self, lane: str, assoc: Association | None, picking: bool) -> dict[str, int]:
+        if picking:
+            return self.stock.get(lane, {})
+        if assoc is None:
+            return {}
+        return self.sessions[assoc.session_id].cart.holdings()
+
+    def _associate(
+        self, front: Point, exit_xy: Point | None, start: int, end: int
+    ) -> Association | None:
+        p = self.p
+        metric = _arm_metric(front, exit_xy)
+        slack = p.pair_slack_ns
+        found: list[tuple[float, float, str]] = []
+        for s in sorted(self.sessions.values(), key=lambda s: s.session_id):
+            if s.entry_ts_ns > end or (
+                s.exit_ts_ns is not None and s.exited and s.exit_ts_ns < start
+            ):
+                continue
+            best: tuple[float, float] | None = None
+            for key, (since, until) in s.bindings.items():
+                assert since is not None
+                if since > end + slack or (until is not None and until < start - slack):
+                    continue
+                track = self.tracks.by_key.get(key)
+                if track is None:
+                    continue
+                lo, hi = max(start, since) - slack, min(end, until or end) + slack
+                d = _min_metric(track, metric, front, lo, hi, p.reach_radius_m * 2)
+                if d is not None and (best is None or d < best):
+                    best = d
+            if best is not None:
+                found.append((*best, s.session_id))
+        if not found:
+            return None
+        found.sort()
+        within = [(d, sid) for d, reach, sid in found if reach <= p.reach_radius_m]
+        outside = not within
+        pool = within or [(found[0][0], found[0][2])]
+        weights = [math.exp(-(d - pool[0][0]) / p.association_temperature_m) for d, _ in pool]
+        prob = weights[0] / sum(weights)
+        ambiguous = len(pool) > 1 and pool[1][0] - pool[0][0] < p.ambiguity_margin_m
+        return Association(pool[0][1], prob, ambiguous, outside)
+
+    def _apply(
+        self,
+        lane: str,
+        d: Decision,
+        assoc: Association | None,
+        evidence: tuple[str, ...],
+        ts: int,
+    ) -> None:
+        self.stats.decisions += 1
+        stock = self.stock.setdefault(lane, {})
+        if d.kind == "pick":
+            stock[d.sku] = max(0, stock.get(d.sku, 0) - d.units)
+        else:  # a put-back lands in this lane whatever the planogram says
+            stock[d.sku] = stock.get(d.sku, 0) + d.units
+        if assoc is None:
+            self.stats.unassigned += 1
+            return
+        s = self.sessions[assoc.session_id]
+        if s.closed:
+            self.stats.late_dropped += 1
+            return
+        reasons = list(d.reasons)
+        if assoc.ambiguous:
+            reasons.append("ambiguous_shopper")
+        if assoc.outside_reach:
+            reasons.append("no_shopper_in_reach")
+        confidence = d.confidence * assoc.probability * (0.5 if assoc.outside_reach else 1.0)
+        review = (
+            assoc.ambiguous or assoc.outside_reach or confidence < self.p.review_below_confidence
+        )
+        if review and not reasons:
+            reasons.append("low_confidence")
+        if review:
+            self.stats.review_flags += 1
+        conf = round(confidence, 4)
+        if d.kind == "pick":
+            s.cart.apply(
+                CartChange(d.sku, d.units, conf, evidence, ts, review, tuple(reasons), "pick")
+            )
+            self.changed.add(s.session_id)
+            return
+        held = max(0, s.cart.quantity(d.sku))
+        own = min(held, d.units)
+        if own:
+            s.cart.apply(CartChange(d.sku, -own, conf, evidence, ts, review, tuple(reasons), "put"))
+            self.changed.add(s.session_id)
+        rest = d.units - own
+        while rest > 0:
+            donor = self._handoff_donor(d.sku, s.session_id)
+            if donor is None:
+                self.stats.puts_unmatched += rest
+                return
+            n = min(rest, donor.cart.quantity(d.sku))
+            donor.cart.apply(
+                CartChange(d.sku, -n, conf, evidence, ts, review, (*reasons, "handoff"), "handoff")
+            )
+            self.stats.handoffs += n
+            self.changed.add(donor.session_id)
+            rest -= n
+
+    def _handoff_donor(self, sku: str, putter: str) -> Session | None:
+        holders = [
+            s
+            for s in self.sessions.values()
+            if not s.closed and s.session_id != putter and s.cart.quantity(sku) > 0
+        ]
+        if not holders:
+            return None
+        return max(holders, key=lambda s: (s.cart.last_pick_ts_ns(sku), s.session_id))
+
+
+def _scaled(deltas: tuple[SkuDelta, ...] | list[SkuDelta], confidence: float) -> list[SkuDelta]:
+    """Per-SKU confidence times the interaction's own confidence."""
+    return [SkuDelta(x.sku, x.delta, x.confidence * confidence) for x in deltas if x.delta != 0]
+
+
+def _arm_metric(front: Point, exit_xy: Point | None) -> tuple[Point, Point] | None:
+    """The arm's direction (unit vector from the lane front through the hand's exit point)."""
+    if exit_xy is None:
+        return None
+    dx, dy = exit_xy[0] - front[0], exit_xy[1] - front[1]
+    norm = math.hypot(dx, dy)
+    if norm < 0.05:
+        return None
+    return front, (dx / norm, dy / norm)
+
+
+def _min_metric(
+    track: Track,
+    arm: tuple[Point, Point] | None,
+    front: Point,
+    lo: int,
+    hi: int,
+    max_front_m: float,
+) -> tuple[float, float] | None:
+    """Closest a track comes to the arm (or to the lane front) between lo and hi.
+
+    Distance to the arm: perpendicular distance to the ray from the lane front along the arm,
+    for a body ahead of the lane. Returns (that distance, the body's distance to the front).
+    """
+    i, j = bisect.bisect_left(track.ts_ns, lo), bisect.bisect_right(track.ts_ns, hi)
+    samples = track.xy_m[i:j]
+    if not samples:
+        near = track.at(lo, 1_000_000_000) or track.at(hi, 1_000_000_000)
+        if near is None:
+            return None
+        samples = [near]
+    best: tuple[float, float] | None = None
+    for x, y in samples:
+        to_front = math.hypot(x - front[0], y - front[1])
+        if to_front > max_front_m:
+            continue
+        if arm is None:
+            d = to_front
+        else:
+            (fx, fy), (ux, uy) = arm
+            vx, vy = x - fx, y - fy
+            along = vx * ux + vy * uy
+            d = abs(vx * uy - vy * ux) if along > 0 else to_front
+        if best is None or (d, to_front) < best:
+            best = (d, to_front)
+    return best

@@ -1,0 +1,51 @@
+"""Tuning of the fusion core: the store config's ``fusion`` section plus fusion's own constants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+S_TO_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    allowed_lateness_ns: int = 3 * S_TO_NS
+    reach_radius_m: float = 1.1
+    ambiguity_margin_m: float = 0.25
+    review_below_confidence: float = 0.6
+    # How long after an interaction ends its partner (weight or vision) may still end.
+    pair_window_ns: int = 1 * S_TO_NS
+    # Slack around interaction intervals when deciding that vision and weight overlap.
+    pair_slack_ns: int = 500_000_000
+    # Softmax temperature of the association: p ~ exp(-distance / temperature).
+    association_temperature_m: float = 0.15
+    # Entry binding: tracks within this distance of the gate, seen this recently.
+    gate_radius_m: float = 2.0
+    gate_window_ns: int = 1 * S_TO_NS
+    # A track that appears this soon after an entry scan, near the gate, joins that session.
+    late_bind_window_ns: int = 3 * S_TO_NS
+    # Lost-track re-link: a new track this close to a session's last position, this soon.
+    relink_radius_m: float = 1.5
+    relink_window_ns: int = 5 * S_TO_NS
+    # A bound track not seen for this long counts as lost (a new track may take its place).
+    lost_after_ns: int = 300_000_000
+    # Track samples kept per track (event time).
+    track_history_ns: int = 120 * S_TO_NS
+    # A group session whose members did not all pass the exit closes this long after the first.
+    group_exit_grace_ns: int = 30 * S_TO_NS
+    # Evidence-only confidence ceilings (one modality cannot check itself).
+    vision_only_cap: float = 0.9
+    weight_only_cap: float = 0.9
+    disagreement_factor: float = 0.8
+
+    @classmethod
+    def from_store(cls, store: Any, **overrides: Any) -> FusionParams:
+        f = store.cfg.fusion
+        base = cls(
+            allowed_lateness_ns=int(f.allowed_lateness_s * S_TO_NS),
+            reach_radius_m=f.reach_radius_m,
+            ambiguity_margin_m=f.ambiguity_margin,
+            review_below_confidence=f.review_below_confidence,
+        )
+        return replace(base, **overrides)

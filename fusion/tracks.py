@@ -1,0 +1,112 @@
+"""Overhead tracks on the floor: a short history per track, looked up by event time."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+
+TrackKey = tuple[str, int]  # (camera_id, track_id): track ids are per camera
+
+
+@dataclass
+class Track:
+    key: TrackKey
+    first_ts_ns: int
+    ts_ns: list[int] = field(default_factory=list)
+    xy_m: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def last_ts_ns(self) -> int:
+        return self.ts_ns[-1]
+
+    @property
+    def last_xy_m(self) -> tuple[float, float]:
+        return self.xy_m[-1]
+
+    def add(self, ts_ns: int, xy: tuple[float, float]) -> None:
+        if not self.ts_ns or ts_ns > self.ts_ns[-1]:
+            self.ts_ns.append(ts_ns)
+            self.xy_m.append(xy)
+            return
+        i = bisect.bisect_left(self.ts_ns, ts_ns)  # a late sample: keep time order
+        if i < len(self.ts_ns) and self.ts_ns[i] == ts_ns:
+            self.xy_m[i] = xy
+            return
+        self.ts_ns.insert(i, ts_ns)
+        self.xy_m.insert(i, xy)
+
+    def trim(self, before_ts_ns: int) -> None:
+        i = bisect.bisect_left(self.ts_ns, before_ts_ns)
+        if 0 < i < len(self.ts_ns):
+            del self.ts_ns[:i]
+            del self.xy_m[:i]
+
+    def at(self, ts_ns: int, max_gap_ns: int) -> tuple[float, float] | None:
+        """Position nearest in time to ``ts_ns``, if a sample lies within ``max_gap_ns``."""
+        if not self.ts_ns:
+            return None
+        i = bisect.bisect_left(self.ts_ns, ts_ns)
+        best: tuple[int, tuple[float, float]] | None = None
+        for j in (i - 1, i):
+            if 0 <= j < len(self.ts_ns):
+                gap = abs(self.ts_ns[j] - ts_ns)
+                if gap <= max_gap_ns and (best is None or gap < best[0]):
+                    best = (gap, self.xy_m[j])
+        return best[1] if best else None
+
+    def min_distance(
+        self, point: tuple[float, float], start_ns: int, end_ns: int, max_gap_ns: int
+    ) -> float | None:
+        """Closest approach to ``point`` over [start, end] (or the nearest sample to it)."""
+        lo = bisect.bisect_left(self.ts_ns, start_ns)
+        hi = bisect.bisect_right(self.ts_ns, end_ns)
+        px, py = point
+        if hi > lo:
+            return min(math.hypot(x - px, y - py) for x, y in self.xy_m[lo:hi])
+        near = self.at(start_ns, max_gap_ns) or self.at(end_ns, max_gap_ns)
+        return math.hypot(near[0] - px, near[1] - py) if near else None
+
+
+class Tracks:
+    """Every overhead track seen recently, keyed by (camera, track id)."""
+
+    def __init__(self, history_ns: int):
+        self.history_ns = history_ns
+        self.by_key: dict[TrackKey, Track] = {}
+
+    def update(self, key: TrackKey, ts_ns: int, xy: tuple[float, float]) -> bool:
+        """Record a sample; True when the track is new."""
+        track = self.by_key.get(key)
+        if track is None:
+            self.by_key[key] = track = Track(key, ts_ns)
+            track.add(ts_ns, xy)
+            return True
+        track.add(ts_ns, xy)
+        return False
+
+    def recent(self, ts_ns: int, window_ns: int) -> list[Track]:
+        """Tracks with a sample in [ts - window, ts + window], in a stable order."""
+        out = []
+        for key in sorted(self.by_key):
+            t = self.by_key[key]
+            if t.at(ts_ns, window_ns) is not None:
+                out.append(t)
+        return out
+
+    def expire(self, now_ns: int) -> list[TrackKey]:
+        """Forget tracks not seen for the history window; returns their keys."""
+        gone: list[TrackKey] = []
+        cutoff = now_ns - self.history_ns
+        for key in list(self.by_key):
+            t = self.by_key[key]
+            if t.last_ts_ns < cutoff:
+                del self.by_key[key]
+                gone.append(key)
+            else:
+                t.trim(cutoff)
+        return gone
+
+
+def distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return math.hypot(a[0] - b[0], a[1] - b[1])

@@ -1,0 +1,219 @@
+"""Fusion core scenarios: scripted events in, carts out (demo store)."""
+
+from __future__ import annotations
+
+import pytest
+from fusion_scenarios import Scenario, demo_store, ns, run
+
+from fusion.ids import checkout_id, session_id
+from walkout.config import Store
+
+
+@pytest.fixture(scope="module")
+def store() -> Store:
+    return demo_store()
+
+
+def test_single_shopper_fused_pick(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 2.4, 7.0), (12.0, 2.4, 7.0))
+    sc.entry(0.0, "acct-a")
+    sc.take(8.0, "G1-L00", exit_xy=(2.4, 7.3))
+    sc.exit(20.0)
+    r = run(store, sc.messages())
+    assert [o.account_id for o in r.opened] == ["acct-a"]
+    assert r.cart("acct-a") == {"cola-330": 1}
+    closed = r.closed_of("acct-a")
+    sid = session_id("gate-in", "acct-a", ns(0.0))
+    assert closed.session_id == sid
+    assert closed.checkout_id == checkout_id("demo-001", sid)
+    assert not closed.review
+    assert closed.lines[0].confidence > 0.9
+    assert len(closed.lines[0].evidence) == 2
+
+
+def two_shoppers(store: Store, a_xy: tuple[float, float], b_xy: tuple[float, float]) -> Scenario:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 24.0, (4.0, *a_xy), (14.0, *a_xy))
+    sc.shopper(2, 1.5, 26.0, (5.5, *b_xy), (14.0, *b_xy))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.exit(24.0)
+    sc.exit(26.0)
+    return sc
+
+
+def test_same_lane_same_moment_two_shoppers(store: Store) -> None:
+    sc = two_shoppers(store, (2.2, 7.1), (2.6, 7.1))
+    sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.3, 7.35))
+    sc.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.5, 7.35))
+    sc.weight(8.1, "G1-L00", -690.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1}
+    assert r.cart("acct-b") == {"cola-330": 1}
+    assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
+
+
+def test_crossing_arms(store: Store) -> None:
+    sc = two_shoppers(store, (2.4, 7.1), (3.2, 7.1))
+    # A reaches across into B's lane (cola-440) while B reaches into A's lane (cola-330).
+    sc.take(8.0, "G1-L01", exit_xy=(3.0, 7.475))
+    sc.take(8.1, "G1-L00", exit_xy=(2.6, 7.475))
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-440": 1}
+    assert r.cart("acct-b") == {"cola-330": 1}
+
+
+def test_hand_off_put_back_by_the_other_shopper(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 24.0, (4.0, 4.0, 7.1), (7.0, 4.0, 7.1), (9.0, 3.0, 6.0), (14.0, 3.0, 6.0))
+    sc.shopper(2, 1.5, 26.0, (5.0, 3.0, 6.0), (9.0, 3.0, 6.0), (11.0, 4.0, 7.1), (14.0, 4.0, 7.1))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.exit(24.0)
+    sc.exit(26.0)
+    sc.take(5.0, "G1-L12", exit_xy=(4.0, 7.35))  # A picks chips, hands them to B
+    sc.take(12.0, "G1-L12", exit_xy=(4.0, 7.35), put=True)  # B puts them back
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {}
+    assert r.cart("acct-b") == {}
+    assert r.core.stats.handoffs == 1
+
+
+def test_several_units_at_once_counted_by_weight(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 2.4, 7.0), (12.0, 2.4, 7.0))
+    sc.entry(0.0, "acct-a")
+    sc.vision(8.0, "G1-L00", [("cola-330", -2, 0.9)], exit_xy=(2.4, 7.3))  # vision saw 2
+    sc.weight(8.1, "G1-L00", -3 * 345.0 + 2.0)  # the plate says 3
+    sc.take(10.0, "G1-L10", units=2, exit_xy=(2.4, 7.3))  # both agree on 2 energy drinks
+    sc.exit(20.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 3, "energy-250": 2}
+
+
+def test_wrong_lane_put_back_then_picked_by_another(store: Store) -> None:
+    sc = two_shoppers(store, (3.2, 7.1), (3.2, 7.1))
+    sc.paths.clear()
+    sc.shopper(1, 0.0, 24.0, (4.0, 4.0, 7.1), (7.0, 4.0, 7.1), (8.0, 2.4, 7.1), (10.0, 2.4, 7.1))
+    sc.shopper(2, 1.5, 26.0, (12.0, 2.4, 7.1), (15.0, 2.4, 7.1))
+    sc.take(5.0, "G1-L12", exit_xy=(4.0, 7.35))  # A picks chips-150
+    sc.take(8.5, "G1-L00", "chips-150", put=True, exit_xy=(2.4, 7.35))  # into the cola lane
+    # B takes from the cola lane: weight only, 165 g: the misplaced bag, not a can.
+    sc.take(13.0, "G1-L00", "chips-150", vision=False)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {}
+    assert r.cart("acct-b") == {"chips-150": 1}
+    assert r.core.stock["G1-L00"]["chips-150"] == 0
+
+
+def test_equal_weights_told_apart_by_vision(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 4.0, 7.1), (12.0, 4.0, 7.1))
+    sc.entry(0.0, "acct-a")
+    # Orange juice (530 g) sits misplaced in the water lane (530 g): the plate cannot tell.
+    sc.take(6.0, "G1-L02", "ojuice-500", put=True, vision=False, weight=False)
+    sc.take(8.0, "G1-L02", "ojuice-500", exit_xy=(4.0, 7.35))
+    sc.take(10.0, "G1-L02", exit_xy=(4.0, 7.35))  # and one water
+    sc.exit(20.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"ojuice-500": 1, "water-500": 1}
+
+
+def test_look_alikes_told_apart_by_weight(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 2.8, 7.1), (12.0, 2.8, 7.1))
+    sc.entry(0.0, "acct-a")
+    sc.take(8.0, "G1-L00", "cola-330", seen_sku="cola-440", confidence=0.6, exit_xy=(2.5, 7.35))
+    sc.take(10.0, "G1-L01", "cola-440", seen_sku="cola-330", confidence=0.6, exit_xy=(3.1, 7.35))
+    sc.exit(20.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1, "cola-440": 1}
+
+
+def test_lost_track_is_relinked(store: Store) -> None:
+    sc = Scenario(store)
+    sc.walk(1, (-0.5, 1.1, 0.3), (5.0, 3.0, 5.0))  # track 1 is lost at (3, 5)
+    sc.walk(7, (6.0, 3.2, 5.3), (8.0, 2.4, 7.1), (11.0, 2.4, 7.1), (20.0, 8.9, 0.3))
+    sc.shopper(2, 2.0, 22.0, (6.0, 6.5, 2.0), (14.0, 6.5, 2.0))  # someone else, far away
+    sc.entry(0.0, "acct-a")
+    sc.entry(2.0, "acct-b")
+    sc.take(9.0, "G1-L00", exit_xy=(2.4, 7.35))
+    sc.exit(20.0)
+    sc.exit(22.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1}
+    assert r.cart("acct-b") == {}
+    assert r.core.stats.relinked_tracks >= 1
+
+
+@pytest.mark.parametrize(
+    ("vision", "weight", "modal_cap"),
+    [(True, False, 0.9), (False, True, 0.9), (True, True, 1.0)],
+    ids=["vision-only", "weight-only", "fused"],
+)
+def test_vision_only_weight_only_fused(
+    store: Store, vision: bool, weight: bool, modal_cap: float
+) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 4.8, 7.1), (12.0, 4.8, 7.1))
+    sc.entry(0.0, "acct-a")
+    sc.take(8.0, "G1-L13", vision=vision, weight=weight, exit_xy=(4.8, 7.35))
+    sc.exit(20.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"chips-200": 1}
+    line = r.closed_of("acct-a").lines[0]
+    assert 0.8 <= line.confidence <= modal_cap
+    assert not line.review
+
+
+def test_two_candidates_within_margin_flag_review(store: Store) -> None:
+    sc = two_shoppers(store, (2.3, 7.0), (2.5, 7.0))
+    sc.take(8.0, "G1-L00", vision=False)  # weight only: no hand to tell them apart
+    r = run(store, sc.messages())
+    carts = [r.cart("acct-a"), r.cart("acct-b")]
+    assert sorted(carts, key=len) == [{}, {"cola-330": 1}]
+    flagged = [c for c in r.closed if c.lines]
+    assert flagged[0].review and flagged[0].lines[0].review
+    assert flagged[0].lines[0].confidence < 0.9
+    assert any("ambiguous_shopper" in x for x in flagged[0].review_reasons)
+
+
+def test_group_shares_one_cart_and_closes_after_both_exit(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 2.4, 7.1), (12.0, 2.4, 7.1))
+    sc.walk(2, (-0.5, 1.3, 0.4), (5.0, 8.3, 5.4), (12.0, 8.3, 5.4), (25.0, 8.9, 0.3))
+    sc.entry(0.0, "acct-g", group_size=2)
+    sc.take(8.0, "G1-L00", exit_xy=(2.4, 7.35))
+    sc.take(9.0, "G3-L02", exit_xy=(8.45, 5.4))
+    sc.exit(20.0)
+    sc.exit(25.0)
+    r = run(store, sc.messages())
+    assert len(r.opened) == 1 and r.opened[0].group_size == 2
+    assert r.cart("acct-g") == {"cola-330": 1, "yogurt-500": 1}
+    assert r.closed_of("acct-g").exit_ts_ns == ns(25.0)
+
+
+def test_late_event_applied_while_open_dropped_after_close(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 2.4, 7.1), (12.0, 2.4, 7.1))
+    sc.entry(0.0, "acct-a")
+    sc.exit(20.0)
+    msgs = sc.messages()
+    late = Scenario(store)
+    late.take(8.0, "G1-L00", vision=False)  # arrives with the 14 s heartbeat: 5 s late
+    late.take(9.0, "G1-L00", vision=False)  # arrives after the end: the cart has closed
+    at = next(i for i, m in enumerate(msgs) if m.event_ts_ns >= ns(14.0))
+    msgs = [*msgs[:at], late.msgs[0], *msgs[at:], late.msgs[1]]
+    r = run(store, msgs)
+    assert r.cart("acct-a") == {"cola-330": 1}
+    assert r.pipeline.late == 2
+    assert r.core.stats.late_dropped == 1
+
+
+def test_replay_is_deterministic(store: Store) -> None:
+    sc = two_shoppers(store, (2.2, 7.1), (2.6, 7.1))
+    sc.take(8.0, "G1-L00", exit_xy=(2.3, 7.35))
+    sc.take(9.0, "G1-L00", vision=False)
+    msgs = sc.messages()
+    assert run(store, msgs).closed == run(store, msgs).closed
