@@ -140,6 +140,7 @@ class FusionCore:
         self.p = params
         self.tracks = Tracks(params.track_history_ns)
         self.sessions: dict[str, Session] = {}
+        self._open: dict[str, Session] = {}  # sessions not closed yet
         self.bound: dict[TrackKey, str] = {}  # live bindings only
         self.pending: dict[str, list[_Pending]] = {}
         self.seen_evidence: set[str] = set()
@@ -148,6 +149,7 @@ class FusionCore:
         self.changed: set[str] = set()  # sessions whose cart or state changed since last take
         self.watermark_ns = 0
         self.latest_ns = 0  # latest event time applied
+        self.decided_ts: list[int] = []  # event times of shelf events decided since last take
 
     @classmethod
     def from_store(cls, store: Any, params: FusionParams | None = None) -> FusionCore:
@@ -183,37 +185,54 @@ class FusionCore:
         return []
 
     def advance(self, watermark_ns: int) -> list[Output]:
-        """Decide shelf events whose pairing window passed; close carts whose time came."""
+        """Decide shelf events whose pairing window passed; close carts whose time came.
+
+        Everything that falls due is done in event-time order (decisions before closes at the
+        same instant), so how far one call moves the watermark does not change the result.
+        """
         self.watermark_ns = max(self.watermark_ns, watermark_ns)
-        wm = self.watermark_ns
+        wm, p = self.watermark_ns, self.p
+        due: list[tuple[int, int, str, list[_Pending] | Session]] = []
         for lane in sorted(self.pending):
-            self._decide_lane(lane, wm)
-        out: list[Output] = []
-        for s in sorted(self.sessions.values(), key=lambda s: (s.entry_ts_ns, s.session_id)):
-            if s.closed:
+            for grp in self._due_groups(lane, wm):
+                end = max(x.end_ts_ns for x in grp)
+                due.append((end + p.pair_window_ns, 0, f"{lane}|{grp[0].evidence_id}", grp))
+        for s in self._open.values():
+            if s.first_exit_ts_ns is None:
                 continue
-            if (
-                not s.exited
-                and s.first_exit_ts_ns is not None
-                and wm >= s.first_exit_ts_ns + self.p.group_exit_grace_ns
-            ):
-                self._end_bindings(s, s.exit_ts_ns or s.first_exit_ts_ns)
-                s.exited = True
-            close_at = (s.exit_ts_ns or 0) + self.p.allowed_lateness_ns + self.p.pair_window_ns
-            if s.exited and s.exit_ts_ns is not None and wm >= close_at:
-                out.append(self._close(s))
+            if not s.exited and wm >= s.first_exit_ts_ns + p.group_exit_grace_ns:
+                at = s.first_exit_ts_ns + p.group_exit_grace_ns
+                due.append((at, 1, s.session_id, s))
+            elif s.exited and s.exit_ts_ns is not None:
+                at = s.exit_ts_ns + p.allowed_lateness_ns + p.pair_window_ns
+                if wm >= at:
+                    due.append((at, 1, s.session_id, s))
+        due.sort(key=lambda d: d[:3])
+        out: list[Output] = []
+        for _, _, tag, item in due:
+            if isinstance(item, Session):
+                if not item.exited:  # a group member never passed the exit: close anyway
+                    self._end_bindings(item, item.exit_ts_ns or 0)
+                    item.exited = True
+                out.append(self._close(item))
+            else:
+                self._decide_group(tag.split("|", 1)[0], item)
         horizon = min(wm, self.latest_ns)  # an end-of-stream watermark must not forget tracks
-        if horizon > self.p.track_history_ns:
+        if horizon > p.track_history_ns:
             for key in self.tracks.expire(horizon):
                 self.bound.pop(key, None)
         return out
+
+    def take_decided(self) -> list[int]:
+        decided, self.decided_ts = self.decided_ts, []
+        return decided
 
     def take_changed(self) -> set[str]:
         changed, self.changed = self.changed, set()
         return changed
 
     def open_sessions(self) -> int:
-        return sum(1 for s in self.sessions.values() if not s.closed)
+        return len(self._open)
 
     # ------------------------------------------------------------ tracks and sessions
 
@@ -265,10 +284,7 @@ class FusionCore:
         self._bind(self.sessions[best[1]], key, ts)
 
     def _open_sorted(self) -> list[Session]:
-        return sorted(
-            (s for s in self.sessions.values() if not s.closed),
-            key=lambda s: (s.entry_ts_ns, s.session_id),
-        )
+        return sorted(self._open.values(), key=lambda s: (s.entry_ts_ns, s.session_id))
 
     def _near_gate(self, point: Point, ts: int, *, bound: bool) -> list[tuple[float, Track]]:
         out = []
@@ -312,7 +328,7 @@ class FusionCore:
             return []
         sid = session_id(g.gate_id, g.account_id, ts)
         s = Session(sid, g.account_id, g.gate_id, ts, point, g.group_size, Cart(sid))
-        self.sessions[sid] = s
+        self.sessions[sid] = self._open[sid] = s
         take = near[: g.group_size]
         s.wanted = g.group_size - len(take)
         for _, track in take:
@@ -371,6 +387,7 @@ class FusionCore:
     def _close(self, s: Session) -> Output:
         assert s.exit_ts_ns is not None
         s.closed = True
+        self._open.pop(s.session_id, None)
         s.checkout_id = checkout_id(self.store_id, s.session_id)
         lines = s.cart.lines()
         reasons = s.cart.review_reasons()
@@ -399,7 +416,8 @@ class FusionCore:
         self.seen_evidence.add(item.evidence_id)
         self.pending.setdefault(item.lane_id, []).append(item)
 
-    def _decide_lane(self, lane: str, wm: int) -> None:
+    def _due_groups(self, lane: str, wm: int) -> list[list[_Pending]]:
+        """Take the lane's overlapping event groups whose pairing window has passed."""
         items = sorted(self.pending[lane], key=lambda x: (x.start_ts_ns, x.evidence_id))
         slack = self.p.pair_slack_ns
         groups: list[list[_Pending]] = []
@@ -412,17 +430,20 @@ class FusionCore:
                 groups.append([it])
                 end = it.end_ts_ns
         keep: list[_Pending] = []
+        due: list[list[_Pending]] = []
         for grp in groups:
             if max(x.end_ts_ns for x in grp) + self.p.pair_window_ns <= wm:
-                self._decide_group(lane, grp)
+                due.append(grp)
             else:
                 keep.extend(grp)
         if keep:
             self.pending[lane] = keep
         else:
             del self.pending[lane]
+        return due
 
     def _decide_group(self, lane: str, grp: list[_Pending]) -> None:
+        self.decided_ts.append(max(x.end_ts_ns for x in grp))
         shelf = [x for x in grp if x.interaction is not None]
         weights = [x.weight for x in grp if x.weight is not None]
         wc_ids = tuple(x.evidence_id for x in grp if x.weight is not None)
@@ -585,9 +606,7 @@ class FusionCore:
 
     def _handoff_donor(self, sku: str, putter: str) -> Session | None:
         holders = [
-            s
-            for s in self.sessions.values()
-            if not s.closed and s.session_id != putter and s.cart.quantity(sku) > 0
+            s for s in self._open.values() if s.session_id != putter and s.cart.quantity(sku) > 0
         ]
         if not holders:
             return None
