@@ -69,7 +69,9 @@ class Annotator:
             for box, _conf, _cls, tid in cam.overhead.last_tracks:
                 x1, y1, x2, y2 = (int(v) for v in box)
                 cv2.rectangle(img, (x1, y1), (x2, y2), PERSON, 2)
-                cv2.putText(img, f"#{tid}", (x1, y1 - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, PERSON, 1)
+                cv2.putText(
+                    img, f"#{tid}", (x1, y1 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1
+                )
         state = "inferred" if dets is not None else "skipped (no motion)"
         text = f"{f.camera_id} f{f.index} {state}"
         cv2.putText(img, text, (4, h - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)

@@ -252,3 +252,53 @@ def test_unknown_node_is_refused(replay: tuple[list[AnyMessage], EdgeNode]) -> N
     _, node = replay
     with pytest.raises(ValueError, match="node 'edge-9' is not in the store config"):
         EdgeNode(node.store, "edge-9", BlobDetector(node.store), print)
+
+
+def test_published_over_the_reliable_link_and_drained(
+    replay: tuple[list[AnyMessage], EdgeNode], tmp_path: Path
+) -> None:
+    """Outbox + Sender on one side, Receiver on real loopback sockets with CurveZMQ."""
+    import socket
+
+    from walkout import keys
+    from walkout.link import LinkTiming, Outbox, Receiver, Sender, SqliteLog
+
+    msgs, node = replay
+    kd = tmp_path / "keys"
+    keys.generate(kd, ["fusion", "edge-1"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    timing = LinkTiming(heartbeat_s=0.2, silent_after_s=0.6, resend_after_s=0.5)
+    receiver = Receiver(
+        endpoint,
+        SqliteLog(tmp_path / "log.sqlite"),
+        server_keys=keys.load(kd, "fusion", secret=True),
+        allow=keys.allowlist(kd, ["edge-1"]),
+        timing=timing,
+    ).start()
+    outbox = Outbox(tmp_path / "outbox.sqlite", "edge-1")
+    sender = Sender(
+        outbox,
+        endpoint,
+        client_keys=keys.load(kd, "edge-1", secret=True),
+        server_public_key=keys.load(kd, "fusion", secret=False).public,
+        timing=timing,
+    ).start()
+    try:
+        EdgeNode(
+            node.store, "edge-1", BlobDetector(node.store), lambda m: outbox.put_many(list(m))
+        ).run_recording(Path(str(node.last_recording)))
+        assert sender.wait_drained(20.0)
+    finally:
+        sender.stop()
+        receiver.stop()
+        outbox.close()
+    log = SqliteLog(tmp_path / "log.sqlite")
+    try:
+        got = [m for _, m in log]
+    finally:
+        log.close()
+    assert [type(m).__name__ for m in got] == [type(m).__name__ for m in msgs]
+    assert [m.seq for m in got] == list(range(1, len(msgs) + 1))
+    assert got[-1].status == "eos"  # type: ignore[union-attr]
