@@ -34,6 +34,31 @@ def register(sub: Any, area: str, help_text: str) -> None:
         "--no-motion-gate", action="store_true", help="infer every frame (for comparison)"
     )
     run.set_defaults(handler=run_cmd)
+    rec = cmds.add_parser("record", help="capture a node's live cameras into a recording")
+    rec.add_argument("--config", required=True, type=Path, help="store config YAML")
+    rec.add_argument("--node", required=True, help="node id from the config's nodes")
+    rec.add_argument("--out", required=True, type=Path, help="recording folder to write")
+    rec.add_argument("--duration", type=float, default=60.0, help="seconds to record")
+    rec.set_defaults(handler=record_cmd)
+
+
+def record_cmd(args: argparse.Namespace) -> int:
+    from edge.record import record
+    from walkout.config import ConfigError, load_store
+
+    try:
+        store = load_store(args.config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        manifest = record(store, args.node, args.out, args.duration)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    frames = {c: t.frames for c, t in manifest.cameras.items()}
+    log.info("recorded %s into %s", frames, args.out)
+    return 0 if any(frames.values()) else 1
 
 
 def run_cmd(args: argparse.Namespace) -> int:

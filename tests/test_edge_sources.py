@@ -157,3 +157,36 @@ def test_unreachable_live_source_keeps_retrying_without_crashing() -> None:
     cap.stop()
     assert cap.open_failures >= 2 and not cap.connected
     assert cap.last_error is not None and "cannot open" in cap.last_error
+
+
+def test_edge_record_writes_a_recording_the_node_can_read(tmp_path: Path) -> None:
+    """Live capture (OpenCV on a video URI) into the recording format, read back."""
+    from edge.record import record
+    from walkout.config import load_store
+    from walkout.recording import Recording
+
+    store = load_store(Path(__file__).resolve().parents[1] / "configs" / "demo-store.yaml")
+    video = tmp_path / "live.mp4"
+    write_video(video, 12, size=(640, 360))
+    manifest = record(
+        store,
+        "edge-2",
+        tmp_path / "rec",
+        duration_s=3.0,
+        make_source=lambda cam, uri: LiveSource(cam, str(video)),
+        settings=CaptureSettings(buffer_frames=64, blocking=True, stall_after_s=30),
+    )
+    rec = Recording(tmp_path / "rec")
+    assert rec.manifest == manifest and manifest.origin == "edge"
+    for cam in ("cam-g3-a", "cam-g3-b", "cam-ov-2"):
+        idx, ts = rec.camera_timestamps(cam)
+        assert list(idx) == list(range(12)) and (np.diff(ts) >= 0).all()
+        frames = drain(
+            Capture(
+                VideoFileSource(
+                    cam, rec.camera_video(cam), tmp_path / "rec" / "cameras" / f"{cam}.csv"
+                ),
+                CaptureSettings(blocking=True),
+            ).start()
+        )
+        assert len(frames) == 12
