@@ -41,11 +41,14 @@ __all__ = [
     "PROVIDER_NAMES",
     "Detector",
     "DetectorBackend",
+    "Letterbox",
     "ModelError",
     "ModelInfo",
     "Region",
     "StageTimes",
     "letterbox_geometry",
+    "letterbox_into",
+    "preprocess",
 ]
 
 PROVIDER_NAMES: Final[dict[str, str]] = {
@@ -104,7 +107,7 @@ class StageTimes:
 
 
 @dataclass(frozen=True, slots=True)
-class _Geometry:
+class Letterbox:
     """How one frame (or region) was placed into the model input."""
 
     scale: float
@@ -116,7 +119,7 @@ class _Geometry:
     src_h: int
 
 
-def letterbox_geometry(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> _Geometry:
+def letterbox_geometry(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Letterbox:
     """Scale to fit ``dst_hw`` keeping the aspect ratio, centred, as ultralytics' LetterBox."""
     src_h, src_w = src_hw
     dst_h, dst_w = dst_hw
@@ -125,7 +128,7 @@ def letterbox_geometry(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> _Geo
     new_h = max(1, min(dst_h, round(src_h * scale)))
     pad_x = round((dst_w - new_w) / 2 - 0.1)
     pad_y = round((dst_h - new_h) / 2 - 0.1)
-    return _Geometry(scale, pad_x, pad_y, new_w, new_h, src_w, src_h)
+    return Letterbox(scale, pad_x, pad_y, new_w, new_h, src_w, src_h)
 
 
 def _parse_literal(path: Path, key: str, raw: str) -> Any:
@@ -375,7 +378,7 @@ class Detector:
         self.batch_size = max_batch if self.info.batch is None else self.info.batch
         h, w = self.info.input_hw
         self._buffer = np.empty((self.batch_size, 3, h, w), dtype=self.info.input_dtype)
-        self._slot_geometry: list[_Geometry | None] = [None] * self.batch_size
+        self._slot_geometry: list[Letterbox | None] = [None] * self.batch_size
         self._layout: Layout | None = None
         self.last_times = StageTimes()
         log.info(
@@ -460,7 +463,7 @@ class Detector:
         self, frames: Sequence[Frame], regions: Sequence[Region | None], times: StageTimes
     ) -> list[Detections]:
         t0 = time.perf_counter_ns()
-        geoms: list[_Geometry] = []
+        geoms: list[Letterbox] = []
         offsets: list[tuple[int, int]] = []
         for slot, (frame, region) in enumerate(zip(frames, regions)):
             image, offset = _crop(frame, region)
@@ -483,34 +486,15 @@ class Detector:
         times.runs += 1
         return results
 
-    def _fill_slot(self, slot: int, image: Frame) -> _Geometry:
-        """Letterbox ``image`` (BGR uint8) into input slot ``slot`` as RGB in [0, 1]."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"expected a BGR uint8 frame of shape [H, W, 3], got {image.dtype} "
-                f"{list(image.shape)}"
-            )
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"cannot detect in an empty image of shape {list(image.shape)}")
-        geom = letterbox_geometry((image.shape[0], image.shape[1]), self.info.input_hw)
-        dst = self._buffer[slot]
-        if self._slot_geometry[slot] != geom:
-            # Only the padding border depends on the geometry; refill it when that changes.
-            dst.fill(PAD_VALUE / 255.0)
-            self._slot_geometry[slot] = geom
-        if (geom.new_w, geom.new_h) != (geom.src_w, geom.src_h):
-            image = np.asarray(
-                cv2.resize(image, (geom.new_w, geom.new_h), interpolation=cv2.INTER_LINEAR),
-                dtype=np.uint8,
-            )
-        inner = dst[:, geom.pad_y : geom.pad_y + geom.new_h, geom.pad_x : geom.pad_x + geom.new_w]
-        # BGR HWC uint8 -> RGB CHW float in one pass per channel
-        for c in range(3):
-            np.multiply(image[:, :, 2 - c], np.float32(1.0 / 255.0), out=inner[c], casting="unsafe")
-        return geom
+    def _fill_slot(self, slot: int, image: Frame) -> Letterbox:
+        geom = letterbox_geometry(_check_frame(image), self.info.input_hw)
+        # Only the padding border depends on the geometry; refill it only when that changes.
+        refill = self._slot_geometry[slot] != geom
+        self._slot_geometry[slot] = geom
+        return letterbox_into(image, self._buffer[slot], fill=refill)
 
     def _postprocess(
-        self, pred: npt.NDArray[np.floating[Any]], geom: _Geometry, offset: tuple[int, int]
+        self, pred: npt.NDArray[np.floating[Any]], geom: Letterbox, offset: tuple[int, int]
     ) -> Detections:
         if self._layout == "boxes_scores":
             xyxy, conf, cls = decode_boxes_scores(pred, self.conf_threshold)
@@ -538,6 +522,48 @@ class Detector:
         if offset != (0, 0):
             xyxy += np.array([offset[0], offset[1], offset[0], offset[1]], dtype=np.float32)
         return Detections(xyxy, conf, cls)
+
+
+def _check_frame(image: Frame) -> tuple[int, int]:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"expected a BGR uint8 frame of shape [H, W, 3], got {image.dtype} {list(image.shape)}"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"cannot detect in an empty image of shape {list(image.shape)}")
+    return int(image.shape[0]), int(image.shape[1])
+
+
+def letterbox_into(
+    image: Frame, dst: npt.NDArray[np.floating[Any]], fill: bool = True
+) -> Letterbox:
+    """Letterbox BGR uint8 ``image`` into ``dst`` ``[3, H, W]`` as RGB scaled to [0, 1].
+
+    ``fill=False`` skips painting the grey border, for a buffer that already holds it for the
+    same geometry.
+    """
+    src_hw = _check_frame(image)
+    geom = letterbox_geometry(src_hw, (int(dst.shape[1]), int(dst.shape[2])))
+    if fill:
+        dst.fill(PAD_VALUE / 255.0)
+    if (geom.new_w, geom.new_h) != (geom.src_w, geom.src_h):
+        image = np.asarray(
+            cv2.resize(image, (geom.new_w, geom.new_h), interpolation=cv2.INTER_LINEAR),
+            dtype=np.uint8,
+        )
+    inner = dst[:, geom.pad_y : geom.pad_y + geom.new_h, geom.pad_x : geom.pad_x + geom.new_w]
+    # BGR HWC uint8 -> RGB CHW float, one strided pass per channel
+    for c in range(3):
+        np.multiply(image[:, :, 2 - c], np.float32(1.0 / 255.0), out=inner[c], casting="unsafe")
+    return geom
+
+
+def preprocess(
+    image: Frame, input_hw: tuple[int, int], dtype: type[np.floating[Any]] = np.float32
+) -> tuple[npt.NDArray[np.floating[Any]], Letterbox]:
+    """One frame as a fresh ``[1, 3, H, W]`` model input (for calibration and tools)."""
+    out = np.empty((1, 3, *input_hw), dtype=dtype)
+    return out, letterbox_into(image, out[0])
 
 
 def _crop(frame: Frame, region: Region | None) -> tuple[Frame, tuple[int, int]]:

@@ -1,0 +1,704 @@
+"""``walkout train``: train, export, quantize and evaluate the shipped detector, offline.
+
+One command reproduces the shipped model::
+
+    walkout train                      # defaults: 2000 train / 400 val images, seed 1, 1 hour
+
+It (1) writes the simulator's training set with ``walkout sim dataset`` unless it exists,
+(2) trains ultralytics YOLO11n from its yaml (no downloads: ``YOLO_OFFLINE``, a private config
+dir, bundled fonts, plots off), (3) exports ONNX (fp32, dynamic batch and size) and an int8
+variant with onnxruntime's quantizer, (4) evaluates mAP50 / mAP50-95 per class of both files on
+the held-out split (rendered from another seed), look-alike SKU pairs reported on their own,
+(5) measures latency on this CPU and (6) writes the model and its card (``.md`` + ``.json``)
+to ``models/``.
+
+torch and ultralytics are imported only inside the training process. When they are missing
+from the current interpreter the command re-runs itself under ``.venv-train/bin/python``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TRAIN_VENV = Path(".venv-train")
+REEXEC_ENV = "WALKOUT_TRAIN_REEXEC"
+INSTALL_HINT = (
+    "training needs torch and ultralytics. Install them into a separate environment:\n"
+    "  python3.11 -m venv .venv-train && .venv-train/bin/pip install "
+    "torch==2.14.1 torchvision==0.29.1 ultralytics onnx onnxslim onnxruntime msgspec pyyaml\n"
+    "or into this one with: pip install -e '.[train]'"
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--config", str, "configs/demo-store.yaml", "store config (classes, look-alikes)"),
+    Option("--data", str, "", "existing dataset folder with data.yaml (default: write one)"),
+    Option("--datasets-dir", str, "datasets", "where generated datasets go"),
+    Option("--images", int, 2000, "train images to render"),
+    Option("--val-images", int, 400, "held-out images to render (another seed)"),
+    Option("--seed", int, 1, "dataset seed: train uses it, val uses seed + 1000"),
+    Option("--model", str, "yolo11n.yaml", "model yaml, or a local .pt to fine-tune"),
+    Option("--weights", str, "", "skip training: export and evaluate this .pt"),
+    Option("--imgsz", int, 320, "training and export input size (pixels)"),
+    Option("--epochs", int, 300, "epoch cap (the time budget usually ends training first)"),
+    Option("--time-h", float, 1.0, "training time budget in hours (0: epochs only)"),
+    Option("--patience", int, 30, "stop after this many epochs without improvement"),
+    Option("--batch", int, 32, "training batch size"),
+    Option("--workers", int, 2, "dataloader workers"),
+    Option("--train-seed", int, 0, "training seed"),
+    Option("--run-dir", str, "runs/train/walkout-det", "ultralytics run folder"),
+    Option("--out", str, "models/walkout-det.onnx", "shipped model path (card goes beside)"),
+    Option(
+        "--int8",
+        str,
+        "both",
+        "int8 variants: dynamic (weights only), static (QDQ, calibrated), both or none",
+        ("dynamic", "static", "both", "none"),
+    ),
+    Option("--calib-images", int, 64, "train images used to calibrate static int8"),
+)
+FLAGS = ("--resume",)
+
+
+def register(sub: Any, area: str, help_text: str) -> None:
+    p = sub.add_parser(
+        area,
+        help=help_text,
+        description=__doc__.split("\n\n")[0] if __doc__ else help_text,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for opt in OPTIONS:
+        p.add_argument(
+            opt.flag, type=opt.type, default=opt.default, help=opt.help, choices=opt.choices
+        )
+    p.add_argument("--resume", action="store_true", help="resume the run in --run-dir")
+    p.set_defaults(handler=handle)
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for opt in OPTIONS:
+        out += [opt.flag, str(getattr(args, opt.flag[2:].replace("-", "_")))]
+    return out + [f for f in FLAGS if getattr(args, f[2:].replace("-", "_"))]
+
+
+def _has_training_stack() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "ultralytics"))
+
+
+def dataset_dir(args: argparse.Namespace) -> Path:
+    if args.data:
+        return Path(args.data)
+    name = f"sim-s{args.seed}-n{args.images}-v{args.val_images}"
+    return Path(args.datasets_dir) / name
+
+
+def ensure_dataset(args: argparse.Namespace) -> Path:
+    """The dataset folder, rendered with ``walkout sim dataset`` when it is not there yet."""
+    out = dataset_dir(args)
+    if (out / "data.yaml").is_file():
+        return out
+    if args.data:
+        raise SystemExit(f"walkout train: {out / 'data.yaml'} not found; is --data a dataset?")
+    cmd = [
+        sys.executable, "-m", "walkout.cli", "sim", "dataset", "--out", str(out),
+        "--images", str(args.images), "--val-images", str(args.val_images),
+        "--seed", str(args.seed), "--config", args.config,
+    ]  # fmt: skip
+    print(f"walkout train: rendering the dataset: {' '.join(cmd[2:])}", file=sys.stderr)
+    done = subprocess.run(cmd, check=False)
+    if done.returncode != 0 or not (out / "data.yaml").is_file():
+        raise SystemExit(f"walkout train: `walkout sim dataset` failed (exit {done.returncode})")
+    return out
+
+
+def handle(args: argparse.Namespace) -> int:
+    if not args.weights:
+        ensure_dataset(args)
+    if _has_training_stack():
+        return run(args, dataset_dir(args))
+    py = TRAIN_VENV / "bin" / "python"
+    if os.environ.get(REEXEC_ENV) or not py.exists():
+        print(f"walkout train: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    env[REEXEC_ENV] = "1"
+    root = str(Path.cwd())
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH", "")]))
+    argv = [str(py), "-m", "edge.train", *_argv(args)]
+    print(f"walkout train: running under {py} (torch is not in this environment)", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(str(py), argv, env)
+    return 0  # not reached
+
+
+def file_facts(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest}
+
+
+def cpu_description() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs"
+
+
+def offline_environment(config_dir: Path) -> None:
+    """Settings ultralytics needs to run without a network; call before importing it."""
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "0"
+    os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    fonts = config_dir / "Ultralytics"
+    fonts.mkdir(parents=True, exist_ok=True)
+    import matplotlib
+
+    # ultralytics fetches Arial for labels; matplotlib ships DejaVuSans, which serves as well.
+    src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        if not (fonts / name).exists():
+            shutil.copyfile(src, fonts / name)
+
+
+def lookalike_pairs(config_path: str) -> list[tuple[str, str]]:
+    """SKU pairs whose packaging differs only in size (same shape, colours and label)."""
+    from walkout.config import load_store
+
+    products = load_store(config_path).cfg.products
+    pairs = []
+    for i, a in enumerate(products):
+        for b in products[i + 1 :]:
+            pa, pb = a.packaging, b.packaging
+            if (pa.shape, list(pa.colors), pa.label) == (pb.shape, list(pb.colors), pb.label):
+                pairs.append((a.sku, b.sku))
+    return pairs
+
+
+def read_names(data_yaml: Path) -> list[str]:
+    import yaml
+
+    names = yaml.safe_load(data_yaml.read_text())["names"]
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names, key=int)]
+    return [str(n) for n in names]
+
+
+def train(args: argparse.Namespace, data: Path, run_dir: Path, device: str) -> dict[str, Any]:
+    from ultralytics import YOLO
+
+    last = run_dir / "weights" / "last.pt"
+    started = time.monotonic()
+    if args.resume and last.is_file():
+        model = YOLO(str(last))
+        model.train(resume=True)
+    else:
+        model = YOLO(args.model)
+        model.train(
+            data=str((data / "data.yaml").resolve()),
+            imgsz=args.imgsz,
+            epochs=args.epochs,
+            time=args.time_h or None,
+            patience=args.patience,
+            batch=args.batch,
+            workers=args.workers,
+            device=device,
+            plots=False,
+            project=str(run_dir.parent),
+            name=run_dir.name,
+            exist_ok=True,
+            seed=args.train_seed,
+            deterministic=True,
+            cache="ram",
+        )
+    save_dir = Path(getattr(model.trainer, "save_dir", run_dir))
+    rows = _results_rows(save_dir / "results.csv")
+    return {
+        "weights": str(save_dir / "weights" / "best.pt"),
+        "model": args.model,
+        "device": device,
+        "epochs_run": len(rows),
+        "epochs_cap": args.epochs,
+        "time_budget_h": args.time_h,
+        "patience": args.patience,
+        "batch": args.batch,
+        "seed": args.train_seed,
+        "wall_s": round(time.monotonic() - started, 1),
+        "last_epoch": rows[-1] if rows else {},
+    }
+
+
+def _results_rows(path: Path) -> list[dict[str, float]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        return [
+            {k.strip(): float(v) for k, v in row.items() if k and v not in (None, "")}
+            for row in csv.DictReader(fh)
+        ]
+
+
+def export_fp32(weights: Path, imgsz: int, out: Path) -> Path:
+    from ultralytics import YOLO
+
+    exported = YOLO(str(weights)).export(
+        format="onnx", imgsz=imgsz, simplify=True, dynamic=True, batch=4, device="cpu"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported, out)
+    return out
+
+
+def _copy_metadata(src: Path, dst: Path) -> None:
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    model = onnx.load(str(dst))
+    have = {p.key for p in model.metadata_props}
+    for key, value in meta.items():
+        if key not in have:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(model, str(dst))
+
+
+def quantize_dynamic_int8(fp32: Path, out: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QUInt8)
+    _copy_metadata(fp32, out)
+    return out
+
+
+def _head_decode_nodes(model_path: Path) -> list[str]:
+    """Nodes of the detect head after its conv branches: box decoding and the final concat.
+
+    Boxes (0..imgsz) and class scores (0..1) share the output tensor; one 8-bit scale for
+    both would wipe out the scores, so these stay in float.
+    """
+    import re
+
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    index = re.compile(r"^/model\.(\d+)/")
+    heads = [int(m.group(1)) for n in graph.node if (m := index.match(n.name))]
+    if not heads:
+        return []
+    prefix = f"/model.{max(heads)}/"
+    return [
+        n.name
+        for n in graph.node
+        if n.name.startswith(prefix) and "/cv2." not in n.name and "/cv3." not in n.name
+    ]
+
+
+def quantize_static_int8(fp32: Path, out: Path, data: Path, imgsz: int, count: int) -> Path:
+    import cv2
+    import numpy as np
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from edge.detector import preprocess
+
+    files = sorted((data / "images" / "train").glob("*.jpg"))[:count]
+    if not files:
+        raise SystemExit(f"walkout train: no calibration images in {data / 'images' / 'train'}")
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.items = iter(files)
+
+        def get_next(self) -> dict[str, Any] | None:
+            path = next(self.items, None)
+            if path is None:
+                return None
+            image = cv2.imread(str(path))
+            tensor, _ = preprocess(np.asarray(image, dtype=np.uint8), (imgsz, imgsz))
+            return {"images": tensor}
+
+    quantize_static(
+        str(fp32),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=_head_decode_nodes(fp32),
+    )
+    _copy_metadata(fp32, out)
+    return out
+
+
+def evaluate(
+    model_path: Path,
+    data: Path,
+    imgsz: int,
+    names: list[str],
+    pairs: list[tuple[str, str]],
+    work_dir: Path,
+) -> dict[str, Any]:
+    """mAP per class of an exported model on the held-out split, through ultralytics."""
+    from ultralytics import YOLO
+
+    metrics = YOLO(str(model_path), task="detect").val(
+        data=str((data / "data.yaml").resolve()),
+        imgsz=imgsz,
+        batch=1,
+        split="val",
+        plots=False,
+        device="cpu",
+        verbose=False,
+        project=str(work_dir.resolve()),
+        name=model_path.stem,
+        exist_ok=True,
+    )
+    box = metrics.box
+    per_class: dict[str, dict[str, float]] = {}
+    for i, c in enumerate(box.ap_class_index):
+        per_class[names[int(c)]] = {
+            "ap50": round(float(box.ap50[i]), 4),
+            "ap50_95": round(float(box.ap[i]), 4),
+            "precision": round(float(box.p[i]), 4),
+            "recall": round(float(box.r[i]), 4),
+            "instances": int(metrics.nt_per_class[int(c)]),
+        }
+    skus = [n for n in names if n not in ("hand", "person") and n in per_class]
+    sku_ap50 = [per_class[n]["ap50"] for n in skus]
+    matrix = metrics.confusion_matrix.matrix  # [predicted][true], last row/col: background
+    lookalikes = []
+    for a, b in pairs:
+        if a not in names or b not in names:
+            continue
+        ia, ib = names.index(a), names.index(b)
+        lookalikes.append(
+            {
+                "pair": [a, b],
+                "ap50": [per_class.get(a, {}).get("ap50"), per_class.get(b, {}).get("ap50")],
+                "ap50_95": [
+                    per_class.get(a, {}).get("ap50_95"),
+                    per_class.get(b, {}).get("ap50_95"),
+                ],
+                f"true {a} called {b}": int(matrix[ib][ia]),
+                f"true {b} called {a}": int(matrix[ia][ib]),
+                f"true {a} found": int(matrix[ia][ia]),
+                f"true {b} found": int(matrix[ib][ib]),
+            }
+        )
+    return {
+        "map50": round(float(box.map50), 4),
+        "map50_95": round(float(box.map), 4),
+        "sku_map50": round(sum(sku_ap50) / len(sku_ap50), 4) if sku_ap50 else None,
+        "sku_min_ap50": min(sku_ap50) if sku_ap50 else None,
+        "hand_ap50": per_class.get("hand", {}).get("ap50"),
+        "person_ap50": per_class.get("person", {}).get("ap50"),
+        "per_class": per_class,
+        "lookalikes": lookalikes,
+    }
+
+
+def our_path_check(model_path: Path, data: Path, names: list[str]) -> dict[str, Any]:
+    """Precision/recall at IoU 0.5 of ``edge.detector.Detector`` on the held-out images:
+    the backend the edge runs, not ultralytics' own pipeline."""
+    import cv2
+    import numpy as np
+
+    from edge.detector import Detector
+
+    det = Detector(model_path, providers=["cpu"])
+    tp = fp = fn = 0
+    for img_path in sorted((data / "images" / "val").glob("*.jpg")):
+        image = np.asarray(cv2.imread(str(img_path)), dtype=np.uint8)
+        h, w = image.shape[:2]
+        label_path = data / "labels" / "val" / f"{img_path.stem}.txt"
+        rows = np.loadtxt(label_path, ndmin=2) if label_path.stat().st_size else np.empty((0, 5))
+        true_cls = rows[:, 0].astype(int)
+        cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
+        true_xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+        found = det.detect_one(image)
+        used = np.zeros(len(true_cls), dtype=bool)
+        for box, _, cls, _ in found:
+            iou = _iou(box, true_xyxy)
+            iou[(true_cls != cls) | used] = 0.0
+            j = int(np.argmax(iou)) if len(iou) else -1
+            if j >= 0 and iou[j] >= 0.5:
+                used[j] = True
+                tp += 1
+            else:
+                fp += 1
+        fn += int((~used).sum())
+    return {
+        "conf_threshold": det.conf_threshold,
+        "precision": round(tp / max(1, tp + fp), 4),
+        "recall": round(tp / max(1, tp + fn), 4),
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+    }
+
+
+def _iou(box: Any, boxes: Any) -> Any:
+    import numpy as np
+
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def latency(model_path: Path, imgsz: int, runs: int = 40) -> dict[str, float]:
+    """Median ``session.run`` time at batch 1 on this CPU (2 intra-op threads)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    name = sess.get_inputs()[0].name
+    for _ in range(5):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter_ns()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter_ns() - t)
+    return {"session_run_median_ms": round(float(np.median(times)) / 1e6, 2), "runs": runs}
+
+
+def run(args: argparse.Namespace, data: Path) -> int:
+    """Train (unless --weights), export, quantize, evaluate and write the model card."""
+    run_dir = Path(args.run_dir).resolve()
+    offline_environment(run_dir.parent / ".ultralytics-config")
+    import onnxruntime
+    import torch
+    import ultralytics
+    from ultralytics import settings
+
+    settings.update({"sync": False})
+    device = "0" if torch.cuda.is_available() else "cpu"
+    if args.weights:
+        weights = Path(args.weights)
+        training: dict[str, Any] = {"weights": str(weights), "skipped": True}
+        previous = Path(args.out).with_suffix(".json")
+        if previous.is_file():  # keep the provenance of the run that made these weights
+            training = json.loads(previous.read_text()).get("training", training)
+    else:
+        training = train(args, data, run_dir, device)
+        weights = Path(training["weights"])
+    if not weights.is_file():
+        raise SystemExit(f"walkout train: {weights} not found; training produced no weights")
+    names = read_names(data / "data.yaml")
+    pairs = lookalike_pairs(args.config)
+    out = Path(args.out)
+    variants: dict[str, Path] = {"fp32": export_fp32(weights, args.imgsz, out)}
+    if args.int8 in ("dynamic", "both"):
+        variants["int8-dynamic"] = quantize_dynamic_int8(
+            out, out.with_name(out.stem + "-int8.onnx")
+        )
+    if args.int8 in ("static", "both"):
+        variants["int8-static"] = quantize_static_int8(
+            out, out.with_name(out.stem + "-int8-qdq.onnx"), data, args.imgsz, args.calib_images
+        )
+    results: dict[str, Any] = {}
+    for key, path in variants.items():
+        log.info("evaluating %s (%s)", key, path)
+        results[key] = {
+            **file_facts(path),
+            "metrics": evaluate(path, data, args.imgsz, names, pairs, run_dir / "val"),
+            "latency": latency(path, args.imgsz),
+        }
+    results["fp32"]["edge_detector_check"] = our_path_check(out, data, names)
+    card = {
+        "model": out.name,
+        "task": "detect",
+        "architecture": Path(args.model).name,
+        "input_size": [args.imgsz, args.imgsz],
+        "input": "dynamic batch, height and width; trained and exported at imgsz",
+        "classes": names,
+        "data": _data_facts(data, args),
+        "training": training,
+        "variants": results,
+        "lookalike_pairs": [list(p) for p in pairs],
+        "environment": {
+            "cpu": cpu_description(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "ultralytics": ultralytics.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "reproduce": "walkout train " + " ".join(_argv_changed(args)),
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render_card(card))
+    print(json.dumps({k: v["metrics"]["map50"] for k, v in results.items()}))
+    return 0
+
+
+def _argv_changed(args: argparse.Namespace) -> list[str]:
+    """Only the options that differ from the defaults (plus --weights never: it skips training)."""
+    out = []
+    for opt in OPTIONS:
+        value = getattr(args, opt.flag[2:].replace("-", "_"))
+        if value != opt.default and opt.flag != "--weights":
+            out += [opt.flag, str(value)]
+    return out
+
+
+def _data_facts(data: Path, args: argparse.Namespace) -> dict[str, Any]:
+    def count(split: str) -> tuple[int, int]:
+        labels = list((data / "labels" / split).glob("*.txt"))
+        boxes = sum(len(p.read_text().split("\n")) - 1 for p in labels)
+        return len(labels), boxes
+
+    train_n, train_boxes = count("train")
+    val_n, val_boxes = count("val")
+    return {
+        "source": "walkout sim dataset",
+        "config": args.config,
+        "train_seed": args.seed,
+        "val_seed": args.seed + 1000,
+        "train_images": train_n,
+        "train_boxes": train_boxes,
+        "val_images": val_n,
+        "val_boxes": val_boxes,
+    }
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """The model card as markdown, from the same dict as the JSON card."""
+    d, t = card["data"], card["training"]
+    fp32 = card["variants"]["fp32"]["metrics"]
+    lines = [
+        f"# {card['model']}: the walkout detector",
+        "",
+        f"{card['architecture']} trained from scratch on the simulator's images; input "
+        f"{card['input_size'][0]}x{card['input_size'][1]} ({card['input']}).",
+        f"Classes ({len(card['classes'])}): every SKU of the demo store, then hand, person.",
+        "",
+        "## Data",
+        f"- `{d['source']}` on `{d['config']}`: train seed {d['train_seed']} "
+        f"({d['train_images']} images, {d['train_boxes']} boxes), held-out val seed "
+        f"{d['val_seed']} ({d['val_images']} images, {d['val_boxes']} boxes)",
+        "",
+        "## Training",
+        f"- epochs run: {t.get('epochs_run', '?')} (cap {t.get('epochs_cap', '?')}, time budget "
+        f"{t.get('time_budget_h', '?')} h, patience {t.get('patience', '?')}), batch "
+        f"{t.get('batch', '?')}, device {t.get('device', '?')}, wall {t.get('wall_s', '?')} s",
+        f"- reproduce: `{card['reproduce']}`",
+        "",
+        "## Accuracy on the held-out split",
+        "",
+        "| variant | file | size | mAP50 | mAP50-95 | SKU mAP50 | SKU min AP50 | hand AP50 "
+        "| person AP50 | session.run (batch 1) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, v in card["variants"].items():
+        m = v["metrics"]
+        lines.append(
+            f"| {key} | `{v['file']}` | {v['bytes'] / 1e6:.1f} MB | {m['map50']} | "
+            f"{m['map50_95']} | {m['sku_map50']} | {m['sku_min_ap50']} | {m['hand_ap50']} | "
+            f"{m['person_ap50']} | {v['latency']['session_run_median_ms']} ms |"
+        )
+    lines += ["", "### Look-alike pairs (fp32)", ""]
+    for item in fp32["lookalikes"]:
+        a, b = item["pair"]
+        lines.append(
+            f"- {a} / {b}: AP50 {item['ap50'][0]} / {item['ap50'][1]}; "
+            f"{a} called {b}: {item[f'true {a} called {b}']} of "
+            f"{item[f'true {a} found'] + item[f'true {a} called {b}']}, "
+            f"{b} called {a}: {item[f'true {b} called {a}']} of "
+            f"{item[f'true {b} found'] + item[f'true {b} called {a}']} (matched boxes)"
+        )
+    check = card["variants"]["fp32"].get("edge_detector_check")
+    if check:
+        lines += [
+            "",
+            "### Through the edge detector (onnxruntime path, conf "
+            f"{check['conf_threshold']}, IoU 0.5)",
+            f"- precision {check['precision']}, recall {check['recall']} "
+            f"({check['true_positives']} TP, {check['false_positives']} FP, "
+            f"{check['false_negatives']} FN)",
+        ]
+    lines += ["", "### Per class (fp32)", "", "| class | instances | AP50 | AP50-95 | P | R |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, c in fp32["per_class"].items():
+        lines.append(
+            f"| {name} | {c['instances']} | {c['ap50']} | {c['ap50_95']} | {c['precision']} | "
+            f"{c['recall']} |"
+        )
+    env = card["environment"]
+    lines += [
+        "",
+        "## Environment",
+        f"- {env['cpu']}; Python {env['python']}, torch {env['torch']}, ultralytics "
+        f"{env['ultralytics']}, onnxruntime {env['onnxruntime']}",
+        "- latency: median of 40 `session.run` calls, batch 1, 2 intra-op threads, on a "
+        "machine shared with other work (see benchmarks/results/detector.md for interleaved "
+        "ratios)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="walkout")
+    sub = parser.add_subparsers(dest="area")
+    register(sub, "train", "train and export the detector")
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    started = time.monotonic()
+    code = int(args.handler(args))
+    log.info("walkout train finished in %.0f s", time.monotonic() - started)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["OPTIONS", "cpu_description", "ensure_dataset", "file_facts", "handle", "register"]
