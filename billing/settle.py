@@ -120,7 +120,9 @@ class Billing:
                 account_id=msg.account_id,
                 amount_minor=amount,
             )
-        return self._run([op])[0] if op.status == "pending" else op
+        if op.status == "pending":
+            self._run([op])
+        return self._op(op.op_key)
 
     def settle(self, msg: CartClosed) -> Receipt:
         return self.settle_many([msg])[0]
