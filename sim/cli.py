@@ -58,3 +58,6 @@ def register(sub: Any, area: str, help_text: str) -> None:
     ds.add_argument("--seed", type=int, default=0)
     ds.add_argument("--config", default=DEFAULT_CONFIG)
     ds.set_defaults(handler=_dataset)
+    from sim.record import register_commands
+
+    register_commands(cmds, DEFAULT_CONFIG)

@@ -1,0 +1,170 @@
+"""Floor geometry for the simulator: walking routes around gondolas, where shoppers stand,
+and which shelf camera sees a lane.
+
+Routes come from a small visibility graph over the corners of the gondolas (grown by a
+clearance), so shoppers walk the aisles instead of through shelves.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from walkout.config import Store
+
+F64 = npt.NDArray[np.float64]
+Point = tuple[float, float]
+
+CLEARANCE_M = 0.35  # how far from a shelf a route keeps
+STAND_OFF_M = 0.45  # where a shopper stands in front of the lane they reach into
+
+
+@dataclass(frozen=True)
+class Obstacle:
+    corners: F64  # 4x2, floor metres
+
+
+def gondola_normal(store: Store, gondola_id: str) -> tuple[F64, F64, F64]:
+    """(front left, front right, unit normal pointing into the shelf) of a gondola."""
+    g = store.gondolas[gondola_id]
+    a = np.asarray(g.front_m[0], np.float64)
+    b = np.asarray(g.front_m[1], np.float64)
+    d = (b - a) / np.linalg.norm(b - a)
+    return a, b, np.array([-d[1], d[0]])
+
+
+def obstacles(store: Store, grow_m: float) -> list[Obstacle]:
+    out = []
+    for g in store.cfg.gondolas:
+        a, b, n = gondola_normal(store, g.id)
+        d = (b - a) / np.linalg.norm(b - a)
+        depth = g.depth_m
+        pts = np.array(
+            [
+                a - d * grow_m - n * grow_m,
+                b + d * grow_m - n * grow_m,
+                b + d * grow_m + n * (depth + grow_m),
+                a - d * grow_m + n * (depth + grow_m),
+            ]
+        )
+        out.append(Obstacle(pts))
+    return out
+
+
+def _seg_hits_poly(p: F64, q: F64, poly: F64) -> bool:
+    """Whether segment p-q passes through the inside of a convex polygon."""
+    # sample points along the segment: cheap and robust for these small floors
+    n = max(2, int(np.linalg.norm(q - p) / 0.05))
+    ts = np.linspace(0.0, 1.0, n)
+    pts = p[None, :] + (q - p)[None, :] * ts[:, None]
+    inside = np.ones(n, bool)
+    for i in range(len(poly)):
+        e0, e1 = poly[i], poly[(i + 1) % len(poly)]
+        cross = (e1[0] - e0[0]) * (pts[:, 1] - e0[1]) - (e1[1] - e0[1]) * (pts[:, 0] - e0[0])
+        inside &= cross > 1e-9
+    if inside.any():
+        return True
+    inside = np.ones(n, bool)
+    for i in range(len(poly)):
+        e0, e1 = poly[i], poly[(i + 1) % len(poly)]
+        cross = (e1[0] - e0[0]) * (pts[:, 1] - e0[1]) - (e1[1] - e0[1]) * (pts[:, 0] - e0[0])
+        inside &= cross < -1e-9
+    return bool(inside.any())
+
+
+class Router:
+    """Shortest walking routes on the floor that keep clear of the gondolas."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.blocks = [o.corners for o in obstacles(store, CLEARANCE_M - 0.05)]
+        w, d = store.cfg.floor.width_m, store.cfg.floor.depth_m
+        nodes = []
+        for o in obstacles(store, CLEARANCE_M):
+            for c in o.corners:
+                if 0.1 <= c[0] <= w - 0.1 and 0.1 <= c[1] <= d - 0.1:
+                    nodes.append(c)
+        self.nodes = nodes
+
+    def _clear(self, p: F64, q: F64) -> bool:
+        return not any(_seg_hits_poly(p, q, b) for b in self.blocks)
+
+    def route(self, start: Point, goal: Point) -> list[Point]:
+        """Waypoints from start to goal (both included)."""
+        s, g = np.asarray(start, np.float64), np.asarray(goal, np.float64)
+        if self._clear(s, g):
+            return [start, goal]
+        pts = [s, g, *self.nodes]
+        dist = {0: 0.0}
+        prev: dict[int, int] = {}
+        heap = [(0.0, 0)]
+        done: set[int] = set()
+        while heap:
+            du, u = heapq.heappop(heap)
+            if u in done:
+                continue
+            done.add(u)
+            if u == 1:
+                break
+            for v in range(len(pts)):
+                if v in done or v == u:
+                    continue
+                if not self._clear(pts[u], pts[v]):
+                    continue
+                nd = du + float(np.linalg.norm(pts[u] - pts[v]))
+                if nd < dist.get(v, math.inf):
+                    dist[v] = nd
+                    prev[v] = u
+                    heapq.heappush(heap, (nd, v))
+        if 1 not in prev:
+            return [start, goal]  # no clear route: walk straight (a config with walled aisles)
+        path = [1]
+        while path[-1] != 0:
+            path.append(prev[path[-1]])
+        return [(float(pts[i][0]), float(pts[i][1])) for i in reversed(path)]
+
+
+def stand_point(store: Store, lane_id: str, lateral_m: float = 0.0) -> Point:
+    """Where a shopper stands to reach into a lane (in the aisle, facing the shelf)."""
+    lane = store.lanes[lane_id]
+    a, b, n = gondola_normal(store, lane.gondola)
+    d = (b - a) / np.linalg.norm(b - a)
+    fx, fy = store.lane_front_xy_m(lane_id)
+    p = np.array([fx, fy]) - n * STAND_OFF_M + d * lateral_m
+    return float(p[0]), float(p[1])
+
+
+def facing_shelf(store: Store, lane_id: str) -> float:
+    """Heading (radians, floor frame) of someone facing the lane's gondola."""
+    _, _, n = gondola_normal(store, store.lanes[lane_id].gondola)
+    return math.atan2(n[1], n[0])
+
+
+def camera_of_lane(store: Store) -> dict[str, str]:
+    """Each lane's shelf camera (the first in config order that sees it)."""
+    out: dict[str, str] = {}
+    for cam in store.cfg.cameras:
+        if cam.kind != "shelf":
+            continue
+        for lane_id in cam.lanes:
+            out.setdefault(lane_id, cam.id)
+    return out
+
+
+def lane_column_along(store: Store, lane_id: str) -> float:
+    """Position of a lane's centre along its gondola front, in metres from the left end."""
+    lane = store.lanes[lane_id]
+    g = store.gondolas[lane.gondola]
+    a, b, _ = gondola_normal(store, g.id)
+    return float(np.linalg.norm(b - a)) * (lane.column + 0.5) / g.columns
+
+
+def along_of_point(store: Store, gondola_id: str, xy: Point) -> float:
+    """Position of a floor point projected on a gondola front, metres from the left end."""
+    a, b, _ = gondola_normal(store, gondola_id)
+    d = (b - a) / np.linalg.norm(b - a)
+    return float(np.dot(np.asarray(xy) - a, d))
