@@ -18,6 +18,12 @@ Per lane:
   them when the lane never became clear. An interaction whose deltas are all zero (a touch) is
   counted, not emitted.
 
+A count that changes with no hand seen is believed only when it holds for ``confirm_frames``
+clear frames. If the camera was blind meanwhile (dark frames, a gap in the stream), the change
+is reported as an interaction spanning the blind time, with confidence 0.5 and the lane's front
+centre as exit position; otherwise the lane's count is re-based silently (counted in
+``rebaselines``), since a hand that was seen all along did not move it.
+
 The interaction id is ``{camera}:{lane}:f{start_frame:06d}``: the same recording gives the same
 ids on every run.
 """
@@ -49,6 +55,7 @@ class InteractionSettings:
     corridor_widen: float = 0.15  # the arm corridor is the hand box widened by this share
     settle_s: float = 2.0  # give up waiting for a clear lane after this long
     hold_fraction: float = 0.5  # an item is in the hand when this share of it is in the box
+    confirm_frames: int = 5  # clear frames in a row that confirm a count changed unseen
 
     def __post_init__(self) -> None:
         if not 0 < self.enter_fraction <= 1:
@@ -82,6 +89,14 @@ class _Lane:
     carried_in: I64 | None = None
     carried_out: I64 | None = None
     held_last: I64 | None = None
+    # the lane's agreed count, and when it was last seen
+    stable: I64 | None = None
+    stable_ts_ns: int = 0
+    stable_frame: int = 0
+    odd: list[I64] = field(default_factory=list)  # clear counts that disagree with it
+    odd_frames: list[int] = field(default_factory=list)
+    odd_ts_ns: int = 0
+    blind: bool = False  # the camera saw nothing for a while since the count was agreed
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,7 @@ class ShelfInteractions:
         ]
         self.touches = 0
         self.emitted = 0
+        self.rebaselines = 0
 
     # ------------------------------------------------------------ per frame
 
@@ -146,7 +162,14 @@ class ShelfInteractions:
 
     @property
     def needs_counts(self) -> bool:
-        return any(len(lane.history) < self.s.count_frames for lane in self.lanes)
+        """True while a lane's count is not agreed yet or looks changed: keep inferring."""
+        return any(lane.stable is None or lane.odd for lane in self.lanes)
+
+    def blind(self) -> None:
+        """The camera saw nothing usable (dark frames, a gap in the stream): a count that has
+        changed when it sees again changed unseen, and is reported as such."""
+        for lane in self.lanes:
+            lane.blind = True
 
     def view(self, dets: Detections) -> FrameView:
         r = self.regions
@@ -238,8 +261,9 @@ class ShelfInteractions:
                 self._track_exit_hold(lane, v)
             if lane.phase is Phase.IDLE:
                 if v.clear[i]:
-                    lane.history.append(v.counts[i].copy())
-                    lane.before_frames = [*lane.before_frames[-2:], frame_index]
+                    event = self._idle_count(lane, frame_index, ts_ns, v.counts[i].copy())
+                    if event is not None:
+                        out.append(event)
             elif lane.phase is Phase.CLOSING:
                 if v.clear[i]:
                     lane.after.append(v.counts[i].copy())
@@ -255,7 +279,11 @@ class ShelfInteractions:
         if lane.phase is Phase.IDLE:
             lane.phase = Phase.OPEN
             lane.start_frame, lane.start_ts_ns = frame_index, ts_ns
-            lane.before = _median(list(lane.history)) if lane.history else None
+            if lane.stable is not None:
+                lane.before = lane.stable
+            else:
+                lane.before = _median(list(lane.history)) if lane.history else None
+            lane.odd, lane.odd_frames = [], []
             lane.carried_in = held.copy()
             lane.after, lane.after_frames = [], []
         elif lane.phase is Phase.CLOSING:  # the hand came back: same interaction
@@ -302,6 +330,86 @@ class ShelfInteractions:
 
     # ------------------------------------------------------------ decisions
 
+    def _idle_count(
+        self, lane: _Lane, frame_index: int, ts_ns: int, counts: I64
+    ) -> ShelfInteraction | None:
+        lane.history.append(counts)
+        if lane.stable is None:
+            if len(lane.history) >= self.s.count_frames:
+                lane.stable = _median(list(lane.history))
+                lane.stable_ts_ns, lane.stable_frame = ts_ns, frame_index
+                lane.before_frames = [frame_index]
+            return None
+        if np.array_equal(counts, lane.stable):
+            lane.odd, lane.odd_frames = [], []
+            lane.stable_ts_ns, lane.stable_frame = ts_ns, frame_index
+            lane.before_frames = [frame_index]
+            lane.blind = False
+            return None
+        if not lane.odd:
+            lane.odd_ts_ns = ts_ns
+        lane.odd.append(counts)
+        lane.odd_frames.append(frame_index)
+        if len(lane.odd) < self.s.confirm_frames:
+            return None
+        new = _median(lane.odd)
+        old = lane.stable
+        event = None
+        if not np.array_equal(new, old) and lane.blind:
+            # items moved while the camera could not see: report it, less sure and without
+            # a hand position (the lane's front centre stands in)
+            event = self._event(
+                lane,
+                new - old,
+                0.5,
+                start_frame=lane.odd_frames[0],
+                start_ts_ns=lane.stable_ts_ns,
+                end_ts_ns=lane.odd_ts_ns,
+                across=0.0,
+                evidence=(lane.stable_frame, *lane.odd_frames[: self.s.confirm_frames]),
+            )
+        elif not np.array_equal(new, old):
+            self.rebaselines += 1  # seen all along, no hand: the detector's view drifted
+        lane.stable = new
+        lane.stable_ts_ns, lane.stable_frame = ts_ns, frame_index
+        lane.odd, lane.odd_frames = [], []
+        lane.blind = False
+        return event
+
+    def _event(
+        self,
+        lane: _Lane,
+        delta: I64,
+        conf: float,
+        *,
+        start_frame: int,
+        start_ts_ns: int,
+        end_ts_ns: int,
+        across: float,
+        evidence: Sequence[int],
+    ) -> ShelfInteraction:
+        deltas = tuple(
+            SkuDelta(sku=self.sku_names[j], delta=int(delta[j]), confidence=conf)
+            for j in np.flatnonzero(delta)
+        )
+        exit_xy = None
+        if self.floor_xy is not None:
+            exit_xy = self.floor_xy(lane.lane_id, across)
+        self.emitted += 1
+        return ShelfInteraction(
+            source_id=self.source_id,
+            event_ts_ns=end_ts_ns,
+            interaction_id=f"{self.camera_id}:{lane.lane_id}:f{start_frame:06d}",
+            camera_id=self.camera_id,
+            lane_id=lane.lane_id,
+            start_ts_ns=start_ts_ns,
+            end_ts_ns=end_ts_ns,
+            deltas=deltas,
+            exit_xy_m=exit_xy,
+            confidence=conf,
+            evidence_frames=tuple(sorted(set(evidence))),
+        )
+
     def _finish(self, lane: _Lane) -> ShelfInteraction | None:
         n = len(self.sku_classes)
         zero = np.zeros(n, np.int64)
@@ -324,36 +432,30 @@ class ShelfInteractions:
         )
         event: ShelfInteraction | None = None
         if delta.any():
-            deltas = tuple(
-                SkuDelta(sku=self.sku_names[j], delta=int(delta[j]), confidence=conf)
-                for j in np.flatnonzero(delta)
-            )
-            exit_xy = None
-            if self.floor_xy is not None:
-                exit_xy = self.floor_xy(
-                    lane.lane_id, self.regions.across(lane.index, lane.hand_x_px)
-                )
-            event = ShelfInteraction(
-                source_id=self.source_id,
-                event_ts_ns=lane.end_ts_ns,
-                interaction_id=f"{self.camera_id}:{lane.lane_id}:f{lane.start_frame:06d}",
-                camera_id=self.camera_id,
-                lane_id=lane.lane_id,
+            event = self._event(
+                lane,
+                delta,
+                conf,
+                start_frame=lane.start_frame,
                 start_ts_ns=lane.start_ts_ns,
                 end_ts_ns=lane.end_ts_ns,
-                deltas=deltas,
-                exit_xy_m=exit_xy,
-                confidence=conf,
-                evidence_frames=tuple(sorted(set(evidence))),
+                across=self.regions.across(lane.index, lane.hand_x_px),
+                evidence=evidence,
             )
-            self.emitted += 1
         else:
             self.touches += 1
         # the after count is the new truth of the lane
         lane.history.clear()
         for c in lane.after[-self.s.count_frames :]:
             lane.history.append(c)
+        if after is not None:
+            lane.stable = after
+            lane.stable_ts_ns, lane.stable_frame = lane.end_ts_ns, lane.after_frames[-1]
+        elif lane.stable is not None:
+            lane.stable = np.maximum(lane.stable + delta, 0)
         lane.before_frames = lane.after_frames[-1:]
+        lane.odd, lane.odd_frames = [], []
+        lane.blind = False
         lane.phase = Phase.IDLE
         lane.before = None
         lane.after, lane.after_frames = [], []

@@ -63,6 +63,7 @@ class MotionGate:
         n = len(self.zone_ids) + 1
         self._zone_px = np.bincount(self._label, minlength=n)[1:].astype(np.float64)
         self._prev: Image | None = None
+        self.brightness = 0.0  # mean grey level of the last frame (0..255)
         self.frames = 0
         self.moving_frames = 0
 
@@ -74,6 +75,7 @@ class MotionGate:
         """Per zone (``zone_ids`` order): did it move since the previous frame? The first
         frame counts as movement everywhere."""
         small = self.small(image)
+        self.brightness = float(small.mean())
         prev, self._prev = self._prev, small
         self.frames += 1
         if prev is None or prev.shape != small.shape:

@@ -45,6 +45,8 @@ class NodeSettings:
     overhead_hz: float = 7.5  # inferred overhead frames per second while people are seen
     batch_window_ms: float = 40.0  # frames this close in capture time share one batch
     motion_gating: bool = True
+    dark_level: float = 24.0  # mean grey below this: the camera sees nothing usable
+    gap_s: float = 0.5  # no frame for this long: the camera was blind
     interaction: InteractionSettings = field(default_factory=InteractionSettings)
 
 
@@ -63,6 +65,7 @@ class CameraMetrics:
         self.track_updates = r.counter("edge_track_updates_total", "TrackUpdates emitted")
         self.inference_ms = r.histogram("edge_inference_ms", "detector time per batch (ms)")
         self.stage_ms = r.histogram("edge_stage_ms", "time per frame by stage (ms)")
+        self.dark = r.counter("edge_frames_dark_total", "frames too dark to use, skipped")
         self.connected = r.gauge("edge_camera_up", "1 while the camera delivers frames")
 
 
@@ -79,6 +82,8 @@ class _Camera:
         self.fps = cam.fps
         w, h = cam.resolution
         self.last_inferred_ns = -(10**19)
+        self.last_ts_ns = 0
+        self.dark_frames = 0
         self.frames = 0
         self.inferred = 0
         self.shelf: ShelfInteractions | None = None
@@ -237,8 +242,18 @@ class EdgeNode:
             st.frames += 1
             self.metrics.frames_in.inc(camera=cam.id)
             t = time.perf_counter_ns()
-            moving = bool(cam.gate.update(f.image).any()) if s.motion_gating else True
+            moving_zones = cam.gate.update(f.image)
+            moving = bool(moving_zones.any()) if s.motion_gating else True
             st.add_stage("motion", time.perf_counter_ns() - t)
+            gap = cam.last_ts_ns and (f.ts_ns - cam.last_ts_ns) / 1e9 > s.gap_s
+            cam.last_ts_ns = f.ts_ns
+            dark = cam.gate.brightness < s.dark_level
+            if (dark or gap) and cam.shelf is not None:
+                cam.shelf.blind()
+            if dark:  # nothing to see: neither infer nor let black frames count as empty
+                cam.dark_frames += 1
+                self.metrics.dark.inc(camera=cam.id)
+                continue
             if cam.wants_inference(f, moving, s):
                 todo.append((f, cam))
             else:

@@ -136,3 +136,28 @@ def test_no_clear_view_after_falls_back_to_what_the_hand_carried() -> None:
 def test_a_detector_without_hands_is_refused_clearly() -> None:
     with pytest.raises(ValueError, match="no 'hand'"):
         ShelfInteractions("e", "c", LaneRegions(POLYS, 320, 360), ["cola"], ["cola"])
+
+
+def test_count_that_changed_while_the_camera_was_blind_is_reported() -> None:
+    m = machine()
+    frames = [items(5, 4)] * 4
+    out = []
+    for i, f in enumerate(frames):
+        out += m.update(i, T0 + i * DT, dets(f))
+    m.blind()  # e.g. 40 dark frames: the node does not pass them on
+    for i in range(44, 52):
+        out += m.update(i, T0 + i * DT, dets(items(3, 4)))
+    (e,) = out
+    assert [(d.sku, d.delta) for d in e.deltas] == [("cola", -2)]
+    assert e.confidence == 0.5 and e.interaction_id == "cam:L-top:f000044"
+    assert e.start_ts_ns == T0 + 3 * DT and e.end_ts_ns == T0 + 44 * DT
+    assert e.exit_xy_m == (1.0, 2.0)  # the lane's front centre
+
+
+def test_count_flicker_and_unseen_drift_without_blindness_emit_nothing() -> None:
+    m = machine()
+    seq = [items(5, 4)] * 4 + [items(4, 4)] * 2 + [items(5, 4)] * 3 + [items(4, 4)] * 8
+    out = []
+    for i, f in enumerate(seq):
+        out += m.update(i, T0 + i * DT, dets(f))
+    assert out == [] and m.rebaselines == 1

@@ -113,7 +113,7 @@ def overhead_frame(i: int) -> np.ndarray:
     return img
 
 
-def make_recording(folder: Path, store: Store) -> None:
+def make_recording(folder: Path, store: Store, dark: range = range(0)) -> None:
     (folder / "cameras").mkdir(parents=True)
     cams = {}
     ts = [T0 + round(i * 1e9 / FPS) for i in range(N_FRAMES)]
@@ -124,7 +124,8 @@ def make_recording(folder: Path, store: Store) -> None:
             if store.cameras[cam_id].kind == "overhead":
                 wr.write(overhead_frame(i))
             else:
-                wr.write(shelf_frame(i, picks=cam_id == "cam-g1-a"))
+                img = shelf_frame(i, picks=cam_id == "cam-g1-a")
+                wr.write(img // 16 if i in dark else img)
         wr.release()
         write_camera_timestamps(folder / "cameras" / f"{cam_id}.csv", range(N_FRAMES), ts)
         cams[cam_id] = CameraTrack(
@@ -246,6 +247,18 @@ def test_infer_every_frame_gives_the_same_interactions(
     ).run_recording(Path(str(node.last_recording)))
     pick = [m for m in msgs if isinstance(m, ShelfInteraction)]
     assert [m for m in every if isinstance(m, ShelfInteraction)] == pick
+
+
+def test_a_pick_while_the_camera_was_dark_is_still_reported(tmp_path: Path) -> None:
+    store = load_store(CONFIG)
+    make_recording(tmp_path / "rec", store, dark=range(12, 40))
+    msgs: list[AnyMessage] = []
+    node = EdgeNode(store, "edge-1", BlobDetector(store), msgs.extend)
+    node.run_recording(tmp_path / "rec")
+    (si,) = [m for m in msgs if isinstance(m, ShelfInteraction)]
+    assert si.lane_id == "G1-L00" and [(d.sku, d.delta) for d in si.deltas] == [("cola-330", -1)]
+    assert si.confidence == 0.5 and si.start_ts_ns < T0 + 1_000_000_000 < si.end_ts_ns
+    assert node.cameras["cam-g1-a"].dark_frames == 28
 
 
 def test_unknown_node_is_refused(replay: tuple[list[AnyMessage], EdgeNode]) -> None:
