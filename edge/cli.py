@@ -30,6 +30,8 @@ def register(sub: Any, area: str, help_text: str) -> None:
     run.add_argument(
         "--drain-timeout", type=float, default=120.0, help="seconds to wait for acks at the end"
     )
+    run.add_argument("--gate-port", type=int, help="live: TCP port for gate controllers")
+    run.add_argument("--plate-port", type=int, help="live: TCP port for plate controllers")
     run.add_argument(
         "--no-motion-gate", action="store_true", help="infer every frame (for comparison)"
     )
@@ -127,9 +129,9 @@ def run_cmd(args: argparse.Namespace) -> int:
                 stats.gate_events,
             )
         else:
-            from edge.live import run_live
+            from edge.live import LivePorts, run_live
 
-            run_live(node)
+            run_live(node, ports=LivePorts(gate_port=args.gate_port, plate_port=args.plate_port))
         if not sender.wait_drained(args.drain_timeout):
             log.error(
                 "fusion did not acknowledge %d messages within %.0f s; they stay in the "

@@ -21,13 +21,13 @@ from __future__ import annotations
 import collections
 import logging
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Iterable, Iterator
 
 import msgspec
 
+from edge.lineserver import LineServer
 from walkout.messages import GateEvent
 from walkout.recording import GateRecord
 
@@ -111,56 +111,28 @@ class GateServer:
         self.max_pending = max_pending
         self.accepted = 0
         self.refused = 0
-        self.bad_lines = 0
+        self._bad = 0
         self._events: collections.deque[GateEvent] = collections.deque()
         self._lock = threading.Lock()
-        owner = self
+        self._server = LineServer(
+            self._take, host=host, port=port, max_line_bytes=MAX_LINE_BYTES, name="gate-server"
+        )
 
-        class Handler(socketserver.StreamRequestHandler):
-            timeout = 300  # an idle controller is disconnected after 5 minutes
-
-            def handle(self) -> None:
-                while True:
-                    try:
-                        line = self.rfile.readline(MAX_LINE_BYTES + 1)
-                    except (OSError, TimeoutError):
-                        return
-                    if not line:
-                        return
-                    if len(line) > MAX_LINE_BYTES:
-                        owner.bad_lines += 1
-                        self._reply(b"error line longer than 4096 bytes\n")
-                        return
-                    if not line.strip():
-                        continue
-                    self._reply(owner._take(line))
-
-            def _reply(self, text: bytes) -> None:
-                try:
-                    self.wfile.write(text)
-                    self.wfile.flush()
-                except OSError:
-                    pass
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self._server = Server((host, port), Handler)
-        self._thread: threading.Thread | None = None
+    @property
+    def bad_lines(self) -> int:
+        return self._bad + self._server.too_long
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._server.address
 
     def _take(self, line: bytes) -> bytes:
         try:
             event = parse_gate_line(line, self.source_id, self.known_gates, time.time_ns())
         except GateLineError as exc:
-            self.bad_lines += 1
+            self._bad += 1
             log.warning("gate line refused: %s", exc)
-            return f"error {exc}\n".replace("\n", " ").rstrip().encode() + b"\n"
+            return f"error {exc}".replace("\n", " ").encode() + b"\n"
         with self._lock:
             if len(self._events) >= self.max_pending:
                 self.refused += 1
@@ -170,10 +142,7 @@ class GateServer:
         return b"ok\n"
 
     def start(self) -> GateServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="gate-server", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
         return self
 
     def poll(self) -> list[GateEvent]:
@@ -183,8 +152,7 @@ class GateServer:
         return out
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def send_gate_line(address: tuple[str, int], line: str, timeout_s: float = 5.0) -> str:

@@ -28,7 +28,7 @@ from edge.overhead import OverheadTracking
 from edge.plates import StepDetector
 from edge.sources import Capture, CaptureSettings, Frame, VideoFileSource
 from walkout.config import Store
-from walkout.messages import AnyMessage, Heartbeat
+from walkout.messages import AnyMessage, GateEvent, Heartbeat
 from walkout.metrics import Registry
 from walkout.recording import Recording
 
@@ -176,6 +176,7 @@ class EdgeNode:
         self.annotate = annotate
         self.stats = NodeStats()
         self.last_recording: Path | None = None
+        self.live_addresses: dict[str, tuple[str, int] | None] = {}
         self._pending: list[AnyMessage] = []
         self._next_heartbeat_ns = 0
         self._next_health = time.monotonic() + settings.health_s
@@ -193,10 +194,10 @@ class EdgeNode:
 
     # ------------------------------------------------------------ output
 
-    def _emit(self, msgs: Sequence[AnyMessage]) -> None:
+    def emit(self, msgs: Sequence[AnyMessage]) -> None:
         self._pending.extend(msgs)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._pending:
             t = time.perf_counter_ns()
             self.publish(self._pending)
@@ -205,9 +206,9 @@ class EdgeNode:
             self._pending = []
 
     def _heartbeat(self, ts_ns: int, status: str = "ok") -> None:
-        self._emit([Heartbeat(source_id=self.node_id, event_ts_ns=ts_ns, status=status)])
+        self.emit([Heartbeat(source_id=self.node_id, event_ts_ns=ts_ns, status=status)])
 
-    def _advance_time(self, ts_ns: int) -> None:
+    def advance_time(self, ts_ns: int) -> None:
         if ts_ns > self.stats.last_ts_ns:
             self.stats.last_ts_ns = ts_ns
         if not self.stats.first_ts_ns:
@@ -219,13 +220,19 @@ class EdgeNode:
 
     # ------------------------------------------------------------ plates and gates
 
+    def gate_event(self, event: GateEvent) -> None:
+        self.emit([event])
+        self.advance_time(event.event_ts_ns)
+        self.stats.gate_events += 1
+        self.metrics.gate_events.inc(gate=event.gate_id)
+
     def plate_reading(self, ts_ns: int, plate_id: str, weight_g: float) -> None:
         det = self.plates.get(plate_id)
         if det is None:
             return
         change = det.push(ts_ns, weight_g)
         if change is not None:
-            self._emit([change])
+            self.emit([change])
             self.stats.weight_changes += 1
             self.metrics.weight_changes.inc(plate=plate_id)
 
@@ -276,19 +283,19 @@ class EdgeNode:
                 self.metrics.inferred.inc(camera=cam.id)
                 self._logic(f, cam, dets)
         for f in frames:
-            self._advance_time(f.ts_ns)
+            self.advance_time(f.ts_ns)
 
     def _logic(self, f: Frame, cam: _Camera, dets: Detections | None) -> None:
         t = time.perf_counter_ns()
         if cam.shelf is not None:
             events = cam.shelf.update(f.index, f.ts_ns, dets)
             if events:
-                self._emit(events)
+                self.emit(events)
                 self.stats.interactions += len(events)
                 self.metrics.interactions.inc(len(events), camera=cam.id)
             self.stats.add_stage("interactions", time.perf_counter_ns() - t)
         elif cam.overhead is not None and dets is not None:
-            self._emit([cam.overhead.update(f.index, f.ts_ns, dets)])
+            self.emit([cam.overhead.update(f.index, f.ts_ns, dets)])
             self.stats.track_updates += 1
             self.metrics.track_updates.inc(camera=cam.id)
             self.stats.add_stage("track", time.perf_counter_ns() - t)
@@ -299,11 +306,11 @@ class EdgeNode:
         for cam in self.cameras.values():
             if cam.shelf is not None:
                 events = cam.shelf.flush()
-                self._emit(events)
+                self.emit(events)
                 self.stats.interactions += len(events)
-        self._advance_time(end_ts_ns)
+        self.advance_time(end_ts_ns)
         self._heartbeat(max(end_ts_ns, self.stats.last_ts_ns), "eos")
-        self._flush()
+        self.flush()
 
     def health_line(self, captures: Sequence[Capture] = ()) -> str:
         st = self.stats
@@ -319,7 +326,7 @@ class EdgeNode:
             )
         return "; ".join(parts)
 
-    def _maybe_health(self, captures: Sequence[Capture]) -> None:
+    def maybe_health(self, captures: Sequence[Capture]) -> None:
         now = time.monotonic()
         if now >= self._next_health:
             self._next_health = now + self.settings.health_s
@@ -357,13 +364,10 @@ class EdgeNode:
                 # readings and gates up to the next frame
                 while next_reading is not None and next_reading[0] <= horizon:
                     self.plate_reading(*next_reading)
-                    self._advance_time(next_reading[0])
+                    self.advance_time(next_reading[0])
                     next_reading = next(readings, None)
                 while gate_i < len(gates) and gates[gate_i].event_ts_ns <= horizon:
-                    self._emit([gates[gate_i]])
-                    self._advance_time(gates[gate_i].event_ts_ns)
-                    self.stats.gate_events += 1
-                    self.metrics.gate_events.inc()
+                    self.gate_event(gates[gate_i])
                     gate_i += 1
                 if frame_ts is None:
                     break
@@ -380,8 +384,8 @@ class EdgeNode:
                             batch.append(f)
                 batch.sort(key=lambda f: (f.ts_ns, f.camera_id))
                 self.process_frames(batch)
-                self._flush()
-                self._maybe_health(captures)
+                self.flush()
+                self.maybe_health(captures)
             end = max(rec.manifest.end_ts_ns, self.stats.last_ts_ns)
             self.finish(end)
         finally:
