@@ -432,7 +432,8 @@ class Billing:
 
     def _plan_collection(self, r: Receipt) -> None:
         hold = self._op(f"auth:{r.session_id}")
-        held = hold if hold is not None and hold.status == "succeeded" else None
+        released = self._op(f"rel:{r.session_id}") is not None
+        held = hold if hold is not None and hold.status == "succeeded" and not released else None
 
         def plan(key: str, kind: str, amount_minor: int, target_ref: str | None) -> None:
             self._plan(
@@ -587,12 +588,13 @@ class Billing:
             )
         elif ok and op.kind == "authorize":
             r = self.db.one(
-                "SELECT receipt_no FROM receipts WHERE session_id = ?", (op.session_id,)
+                "SELECT receipt_no, status FROM receipts WHERE session_id = ?", (op.session_id,)
             )
             planned = r is not None and self.db.scalar(
                 "SELECT 1 FROM payment_ops WHERE receipt_no = ? AND kind = 'capture'", (r[0],)
             )
-            if r is not None and not planned:
+            # A receipt in review plans its collection at approval and will use this hold.
+            if r is not None and r[1] != "review" and not planned:
                 # The cart was settled while the hold's answer was unknown: free the hold.
                 self._plan(
                     f"rel:{op.session_id}",

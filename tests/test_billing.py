@@ -9,6 +9,7 @@ import pytest
 from billing.cli import register
 from billing.export import receipts_json
 from billing.pricing import Catalog, inclusive_tax, round_half_up_div
+from billing.provider import ProviderTimeout
 from billing.settle import Billing, BillingError
 from billing.simprovider import Faults, SimulatedProvider
 from billing.simulation import DAY0_NS, visits
@@ -292,3 +293,38 @@ def test_cli_receipts_review_refund(
     assert code == 0 and "succeeded" in out
     code, _ = run("receipts", "show", "R-999999")
     assert code == 2
+
+
+def _no_answer(*args: object, **kw: object) -> None:
+    raise ProviderTimeout("no answer")
+
+
+def test_hold_learnt_after_settlement_is_released(store: Store, tmp_path: Path) -> None:
+    """The hold was placed but its answer lost, and still unknown when the cart closed."""
+    b = make(store, tmp_path, Faults(script={"auth:s-co-1": "timeout_after"}))
+    assert b.open_session(opened()).status == "pending"  # type: ignore[union-attr]
+    provider = b.provider
+    real = provider.authorize
+    provider.authorize = _no_answer  # type: ignore[method-assign,assignment]
+    r = b.settle(cart([("cola-330", 1)]))
+    assert [(o.kind, o.status) for o in b.ops(r.receipt_no)] == [("charge", "succeeded")]
+    provider.authorize = real  # type: ignore[method-assign]
+    assert b.resume() == 2  # the hold's answer (replayed), then its release
+    assert [o.kind for o in b.ops(r.receipt_no)] == ["charge", "release"]
+    assert provider.open_authorizations() == []  # type: ignore[attr-defined]
+    assert provider.captured_total(r.receipt_no) == r.total_minor  # type: ignore[attr-defined]
+
+
+def test_flagged_receipt_keeps_a_late_hold_for_approval(store: Store, tmp_path: Path) -> None:
+    b = make(store, tmp_path, Faults(script={"auth:s-co-1": "unavailable"}))
+    assert b.open_session(opened()).status == "pending"  # type: ignore[union-attr]
+    provider = b.provider
+    real = provider.authorize
+    provider.authorize = _no_answer  # type: ignore[method-assign,assignment]
+    r = b.settle(cart([("cola-330", 1)], review=True))
+    provider.authorize = real  # type: ignore[method-assign]
+    b.resume()
+    assert b.ops(r.receipt_no) == []
+    approved = b.approve(r.receipt_no, "ana")
+    assert approved.status == "paid"
+    assert [o.kind for o in b.ops(r.receipt_no)] == ["capture"]
