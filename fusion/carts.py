@@ -29,42 +29,52 @@ class CartChange:
 class Cart:
     session_id: str
     changes: list[CartChange] = field(default_factory=list)
+    # Derived from ``changes`` as they are applied (kept so a long visit stays cheap).
+    _qty: dict[str, int] = field(default_factory=dict)
+    _last_pick_ns: dict[str, int] = field(default_factory=dict)
+    _lines: dict[str, CartLine | None] = field(default_factory=dict)
+    _by_sku: dict[str, list[CartChange]] = field(default_factory=dict)
 
     def apply(self, change: CartChange) -> None:
         self.changes.append(change)
+        sku = change.sku
+        self._qty[sku] = self._qty.get(sku, 0) + change.delta
+        self._by_sku.setdefault(sku, []).append(change)
+        self._lines.pop(sku, None)
+        if change.delta > 0:
+            self._last_pick_ns[sku] = max(self._last_pick_ns.get(sku, -1), change.ts_ns)
 
     def quantity(self, sku: str) -> int:
-        return sum(c.delta for c in self.changes if c.sku == sku)
+        return self._qty.get(sku, 0)
 
     def holdings(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for c in self.changes:
-            out[c.sku] = out.get(c.sku, 0) + c.delta
-        return out
+        return dict(self._qty)
 
     def last_pick_ts_ns(self, sku: str) -> int:
-        return max((c.ts_ns for c in self.changes if c.sku == sku and c.delta > 0), default=-1)
+        return self._last_pick_ns.get(sku, -1)
+
+    def _line(self, sku: str) -> CartLine | None:
+        if sku in self._lines:
+            return self._lines[sku]
+        qty = self._qty.get(sku, 0)
+        line: CartLine | None = None
+        if qty > 0:
+            changes = self._by_sku[sku]
+            evidence: dict[str, None] = {}
+            for c in changes:
+                evidence.update(dict.fromkeys(c.evidence))
+            line = CartLine(
+                sku=sku,
+                quantity=qty,
+                confidence=round(min(c.confidence for c in changes), 4),
+                evidence=tuple(evidence),
+                review=any(c.review for c in changes),
+            )
+        self._lines[sku] = line
+        return line
 
     def lines(self) -> tuple[CartLine, ...]:
-        out = []
-        for sku in sorted({c.sku for c in self.changes}):
-            changes = [c for c in self.changes if c.sku == sku]
-            qty = sum(c.delta for c in changes)
-            if qty <= 0:
-                continue
-            evidence: list[str] = []
-            for c in changes:
-                evidence.extend(e for e in c.evidence if e not in evidence)
-            out.append(
-                CartLine(
-                    sku=sku,
-                    quantity=qty,
-                    confidence=round(min(c.confidence for c in changes), 4),
-                    evidence=tuple(evidence),
-                    review=any(c.review for c in changes),
-                )
-            )
-        return tuple(out)
+        return tuple(x for sku in sorted(self._qty) if (x := self._line(sku)) is not None)
 
     def review_reasons(self) -> tuple[str, ...]:
         reasons: list[str] = []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ from walkout.messages import (
 )
 
 Point = tuple[float, float]
+EXPIRE_EVERY_NS = 1_000_000_000  # forget old track samples once per second of event time
 OutMessage = SessionOpened | CartClosed
 
 
@@ -141,6 +143,7 @@ class FusionCore:
         self.tracks = Tracks(params.track_history_ns)
         self.sessions: dict[str, Session] = {}
         self._open: dict[str, Session] = {}  # sessions not closed yet
+        self._recently_closed: deque[Session] = deque()  # closed within the track history
         self.bound: dict[TrackKey, str] = {}  # live bindings only
         self.pending: dict[str, list[_Pending]] = {}
         self.seen_evidence: set[str] = set()
@@ -149,6 +152,8 @@ class FusionCore:
         self.changed: set[str] = set()  # sessions whose cart or state changed since last take
         self.watermark_ns = 0
         self.latest_ns = 0  # latest event time applied
+        self._expired_at = 0
+        self._next_due_ns = 0  # advance() has nothing to do before this watermark
         self.decided_ts: list[int] = []  # event times of shelf events decided since last take
 
     @classmethod
@@ -192,6 +197,8 @@ class FusionCore:
         """
         self.watermark_ns = max(self.watermark_ns, watermark_ns)
         wm, p = self.watermark_ns, self.p
+        if wm < self._next_due_ns:
+            return []
         due: list[tuple[int, int, str, list[_Pending] | Session]] = []
         for lane in sorted(self.pending):
             for grp in self._due_groups(lane, wm):
@@ -218,10 +225,29 @@ class FusionCore:
             else:
                 self._decide_group(tag.split("|", 1)[0], item)
         horizon = min(wm, self.latest_ns)  # an end-of-stream watermark must not forget tracks
-        if horizon > p.track_history_ns:
+        if horizon > p.track_history_ns and horizon >= self._expired_at + EXPIRE_EVERY_NS:
+            self._expired_at = horizon
             for key in self.tracks.expire(horizon):
                 self.bound.pop(key, None)
+        self._next_due_ns = self._earliest_due()
         return out
+
+    def _earliest_due(self) -> int:
+        """A lower bound of the next watermark at which :meth:`advance` has work."""
+        p = self.p
+        times = [
+            min(x.end_ts_ns for x in items) + p.pair_window_ns for items in self.pending.values()
+        ]
+        for s in self._open.values():
+            if s.exited and s.exit_ts_ns is not None:
+                times.append(s.exit_ts_ns + p.allowed_lateness_ns + p.pair_window_ns)
+            elif s.first_exit_ts_ns is not None:
+                times.append(s.first_exit_ts_ns + p.group_exit_grace_ns)
+        times.append(self._expired_at + EXPIRE_EVERY_NS)
+        return min(times)
+
+    def _due_by(self, ts_ns: int) -> None:
+        self._next_due_ns = min(self._next_due_ns, ts_ns)
 
     def take_decided(self) -> list[int]:
         decided, self.decided_ts = self.decided_ts, []
@@ -345,7 +371,7 @@ class FusionCore:
         return [Output(f"open:{sid}", opened)]
 
     def _exit(self, g: GateEvent, point: Point) -> None:
-        ts = g.event_ts_ns
+        ts, p = g.event_ts_ns, self.p
         s: Session | None = None
         leaving: TrackKey | None = None
         if g.account_id:
@@ -370,6 +396,7 @@ class FusionCore:
         s.exits += 1
         s.first_exit_ts_ns = s.first_exit_ts_ns if s.first_exit_ts_ns is not None else ts
         s.exit_ts_ns = ts
+        self._due_by(min(ts + p.allowed_lateness_ns + p.pair_window_ns, ts + p.group_exit_grace_ns))
         if leaving is not None:
             s.bindings[leaving][1] = ts
             self.bound.pop(leaving, None)
@@ -388,6 +415,10 @@ class FusionCore:
         assert s.exit_ts_ns is not None
         s.closed = True
         self._open.pop(s.session_id, None)
+        self._recently_closed.append(s)
+        horizon = self.latest_ns - self.p.track_history_ns
+        while self._recently_closed and (self._recently_closed[0].exit_ts_ns or 0) < horizon:
+            self._recently_closed.popleft()
         s.checkout_id = checkout_id(self.store_id, s.session_id)
         lines = s.cart.lines()
         reasons = s.cart.review_reasons()
@@ -415,6 +446,7 @@ class FusionCore:
             return
         self.seen_evidence.add(item.evidence_id)
         self.pending.setdefault(item.lane_id, []).append(item)
+        self._due_by(item.end_ts_ns + self.p.pair_window_ns)
 
     def _due_groups(self, lane: str, wm: int) -> list[list[_Pending]]:
         """Take the lane's overlapping event groups whose pairing window has passed."""
@@ -514,7 +546,11 @@ class FusionCore:
         metric = _arm_metric(front, exit_xy)
         slack = p.pair_slack_ns
         found: list[tuple[float, float, str]] = []
-        for s in sorted(self.sessions.values(), key=lambda s: s.session_id):
+        # Shoppers still inside, and those whose cart closed after this event started (a late
+        # event for them is dropped and counted, not given to someone else).
+        shoppers = list(self._open.values())
+        shoppers += [s for s in self._recently_closed if (s.exit_ts_ns or 0) >= start - slack]
+        for s in sorted(shoppers, key=lambda s: s.session_id):
             if s.entry_ts_ns > end or (
                 s.exit_ts_ns is not None and s.exited and s.exit_ts_ns < start
             ):

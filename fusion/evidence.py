@@ -125,7 +125,10 @@ def decide(
         if weight is None:
             scored.append((vis + prior, sku, v_units, 0.0))
             continue
-        for n in range(1, MAX_UNITS + 1):
+        # Counts far from what the weight says score nothing: try the neighbours only.
+        near = round(abs(weight.delta_g) / unit.weight_g)
+        counts = {n for n in (near - 1, near, near + 1, v_units) if 1 <= n <= MAX_UNITS}
+        for n in sorted(counts):
             z = weight_z(weight.delta_g, weight.sigma_g, unit, n)
             count_term = 0.0
             if vision:
