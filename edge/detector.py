@@ -117,18 +117,30 @@ class Letterbox:
     new_h: int
     src_w: int
     src_h: int
+    in_w: int  # model input width and height this placement is for
+    in_h: int
 
 
-def letterbox_geometry(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Letterbox:
-    """Scale to fit ``dst_hw`` keeping the aspect ratio, centred, as ultralytics' LetterBox."""
+def letterbox_geometry(
+    src_hw: tuple[int, int], dst_hw: tuple[int, int], stride: int | None = None
+) -> Letterbox:
+    """Scale to fit ``dst_hw`` keeping the aspect ratio, centred, as ultralytics' LetterBox.
+
+    With ``stride`` the input shrinks to the smallest multiple of the stride around the scaled
+    image (ultralytics' ``auto`` letterbox: 640x360 becomes 320x192, not 320x320), for models
+    whose height and width are dynamic.
+    """
     src_h, src_w = src_hw
     dst_h, dst_w = dst_hw
     scale = min(dst_h / src_h, dst_w / src_w)
     new_w = max(1, min(dst_w, round(src_w * scale)))
     new_h = max(1, min(dst_h, round(src_h * scale)))
+    if stride:
+        dst_w = new_w + (dst_w - new_w) % stride
+        dst_h = new_h + (dst_h - new_h) % stride
     pad_x = round((dst_w - new_w) / 2 - 0.1)
     pad_y = round((dst_h - new_h) / 2 - 0.1)
-    return Letterbox(scale, pad_x, pad_y, new_w, new_h, src_w, src_h)
+    return Letterbox(scale, pad_x, pad_y, new_w, new_h, src_w, src_h, dst_w, dst_h)
 
 
 def _parse_literal(path: Path, key: str, raw: str) -> Any:
@@ -344,6 +356,7 @@ class Detector:
         max_batch: int = 4,
         max_det: int = 300,
         input_hw: tuple[int, int] | None = None,
+        rect: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -377,8 +390,12 @@ class Detector:
         # A fixed batch axis of 1 runs frame by frame; a fixed batch k > 1 is padded to k.
         self.batch_size = max_batch if self.info.batch is None else self.info.batch
         h, w = self.info.input_hw
-        self._buffer = np.empty((self.batch_size, 3, h, w), dtype=self.info.input_dtype)
-        self._slot_geometry: list[Letterbox | None] = [None] * self.batch_size
+        # Dynamic height/width: run each frame at the smallest stride multiple around it.
+        self.rect_stride = self.info.stride if rect and self.info.dynamic_hw else None
+        # One preallocated input per input shape seen (a camera keeps its shape).
+        self._buffers: dict[tuple[int, int], npt.NDArray[np.floating[Any]]] = {}
+        self._slot_geometry: dict[tuple[int, int], list[Letterbox | None]] = {}
+        self._last_key = (0, 0)
         self._layout: Layout | None = None
         self.last_times = StageTimes()
         log.info(
@@ -463,17 +480,27 @@ class Detector:
         self, frames: Sequence[Frame], regions: Sequence[Region | None], times: StageTimes
     ) -> list[Detections]:
         t0 = time.perf_counter_ns()
-        geoms: list[Letterbox] = []
+        images: list[Frame] = []
         offsets: list[tuple[int, int]] = []
-        for slot, (frame, region) in enumerate(zip(frames, regions)):
+        for frame, region in zip(frames, regions):
             image, offset = _crop(frame, region)
-            geoms.append(self._fill_slot(slot, image))
+            images.append(image)
             offsets.append(offset)
+        geoms = [
+            letterbox_geometry(_check_frame(im), self.input_hw, self.rect_stride) for im in images
+        ]
+        if len({(g.in_h, g.in_w) for g in geoms}) > 1:  # mixed shapes share the full input
+            geoms = [letterbox_geometry(_check_frame(im), self.input_hw) for im in images]
+        buffer = self._buffer_for(geoms[0].in_h, geoms[0].in_w)
+        self._last_key = (geoms[0].in_h, geoms[0].in_w)
+        cached = self._slot_geometry[(geoms[0].in_h, geoms[0].in_w)]
+        for slot, (image, geom) in enumerate(zip(images, geoms)):
+            # the grey border depends only on the geometry: repaint it when that changes
+            letterbox_into(image, buffer[slot], geom=geom, fill=cached[slot] != geom)
+            cached[slot] = geom
         n_run = len(frames) if self.info.batch is None else self.batch_size
         t1 = time.perf_counter_ns()
-        out = self._session.run(
-            [self.info.output_name], {self.info.input_name: self._buffer[:n_run]}
-        )
+        out = self._session.run([self.info.output_name], {self.info.input_name: buffer[:n_run]})
         t2 = time.perf_counter_ns()
         pred = np.asarray(out[0])
         if self._layout is None:
@@ -486,12 +513,27 @@ class Detector:
         times.runs += 1
         return results
 
-    def _fill_slot(self, slot: int, image: Frame) -> Letterbox:
-        geom = letterbox_geometry(_check_frame(image), self.info.input_hw)
-        # Only the padding border depends on the geometry; refill it only when that changes.
-        refill = self._slot_geometry[slot] != geom
-        self._slot_geometry[slot] = geom
-        return letterbox_into(image, self._buffer[slot], fill=refill)
+    def _buffer_for(self, h: int, w: int) -> npt.NDArray[np.floating[Any]]:
+        buffer = self._buffers.get((h, w))
+        if buffer is None:
+            if len(self._buffers) >= 16:  # bounded: many shapes would mean many regions sizes
+                self._buffers.clear()
+                self._slot_geometry.clear()
+            buffer = np.empty((self.batch_size, 3, h, w), dtype=self.info.input_dtype)
+            self._buffers[(h, w)] = buffer
+            self._slot_geometry[(h, w)] = [None] * self.batch_size
+        return buffer
+
+    def last_input(self) -> npt.NDArray[np.floating[Any]]:
+        """The model input of the last run (for benchmarks against a bare ``session.run``)."""
+        if self._last_key not in self._buffers:
+            raise RuntimeError("no frame has been detected yet")
+        return self._buffers[self._last_key]
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The ONNX Runtime session (read-only use: benchmarks, diagnostics)."""
+        return self._session
 
     def _postprocess(
         self, pred: npt.NDArray[np.floating[Any]], geom: Letterbox, offset: tuple[int, int]
@@ -535,7 +577,10 @@ def _check_frame(image: Frame) -> tuple[int, int]:
 
 
 def letterbox_into(
-    image: Frame, dst: npt.NDArray[np.floating[Any]], fill: bool = True
+    image: Frame,
+    dst: npt.NDArray[np.floating[Any]],
+    fill: bool = True,
+    geom: Letterbox | None = None,
 ) -> Letterbox:
     """Letterbox BGR uint8 ``image`` into ``dst`` ``[3, H, W]`` as RGB scaled to [0, 1].
 
@@ -543,7 +588,10 @@ def letterbox_into(
     same geometry.
     """
     src_hw = _check_frame(image)
-    geom = letterbox_geometry(src_hw, (int(dst.shape[1]), int(dst.shape[2])))
+    if geom is None:
+        geom = letterbox_geometry(src_hw, (int(dst.shape[1]), int(dst.shape[2])))
+    elif (geom.in_h, geom.in_w) != dst.shape[1:] or (geom.src_h, geom.src_w) != src_hw:
+        raise ValueError(f"letterbox geometry {geom} does not fit {src_hw} into {dst.shape}")
     if fill:
         dst.fill(PAD_VALUE / 255.0)
     if (geom.new_w, geom.new_h) != (geom.src_w, geom.src_h):

@@ -234,10 +234,16 @@ def test_dynamic_size_reads_imgsz_and_accepts_an_override(tmp_path: Path) -> Non
         tmp_path / "d.onnx", BOXES_SCORES, input_shape=(1, 3, "h", "w"), metadata=meta
     )
     assert Detector(path, providers=["cpu"]).input_hw == (256, 320)
-    det = Detector(path, providers=["cpu"], input_hw=(640, 640))
-    assert det.input_hw == (640, 640)
-    (d,) = det.detect([WHITE_640x480])  # scale 1, 640x480 at y 80
+    square = Detector(path, providers=["cpu"], input_hw=(640, 640), rect=False)
+    assert square.input_hw == (640, 640)
+    (d,) = square.detect([WHITE_640x480])  # scale 1, 640x480 at y 80 of 640x640
     assert by_class(d)[0] == [[110.0, 55.0, 210.0, 105.0]]
+    assert square.last_input().shape == (1, 3, 640, 640)
+    # rect (default): the input shrinks to 640x480, a multiple of the stride; no padding
+    rect = Detector(path, providers=["cpu"], input_hw=(640, 640))
+    (d,) = rect.detect([WHITE_640x480])
+    assert by_class(d)[0] == [[110.0, 135.0, 210.0, 185.0]]
+    assert rect.last_input().shape == (1, 3, 480, 640)
     with pytest.raises(ModelError, match="not a multiple of the model stride 32"):
         Detector(path, providers=["cpu"], input_hw=(300, 320))
 
@@ -325,3 +331,33 @@ def test_letterbox_geometry_matches_ultralytics(
 ) -> None:
     g = letterbox_geometry(src_hw, dst_hw)
     assert (g.scale, g.pad_x, g.pad_y, g.new_w, g.new_h) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("src_hw", "expected_in_hw", "expected_pad"),
+    [((360, 640), (192, 320), (0, 6)), ((720, 1280), (192, 320), (0, 6)),
+     ((480, 640), (256, 320), (0, 8)), ((640, 480), (320, 256), (8, 0)),
+     ((320, 320), (320, 320), (0, 0))],
+)  # fmt: skip
+def test_rect_letterbox_shrinks_to_a_stride_multiple(
+    src_hw: tuple[int, int], expected_in_hw: tuple[int, int], expected_pad: tuple[int, int]
+) -> None:
+    g = letterbox_geometry(src_hw, (320, 320), stride=32)
+    assert (g.in_h, g.in_w) == expected_in_hw
+    assert (g.pad_x, g.pad_y) == expected_pad
+
+
+def test_rect_batch_of_mixed_aspects_uses_the_full_input(tmp_path: Path) -> None:
+    path = build_model(
+        tmp_path / "d.onnx", BOXES_SCORES, input_shape=("batch", 3, "h", "w"), metadata=META
+    )
+    det = Detector(path, providers=["cpu"])
+    det.detect([WHITE_640x480, WHITE_640x480])
+    assert det.last_input().shape == (4, 3, 256, 320)
+    tall = np.full((640, 320, 3), 255, np.uint8)
+    wide, tall_d = det.detect([WHITE_640x480, tall])
+    assert det.last_input().shape == (4, 3, 320, 320)
+    det.detect([WHITE_640x480])
+    assert det.last_input().shape == (4, 3, 256, 320)
+    assert by_class(wide)[0] == [[220.0, 190.0, 420.0, 290.0]]
+    assert by_class(tall_d)[0] == [[60.0, 270.0, 260.0, 370.0]]
