@@ -135,7 +135,7 @@ class Billing:
                 self._run([auth])  # learn whether the hold exists before planning
         with self.db.transaction():
             receipts = [self._receipt_for(msg) for msg in msgs]
-        self._run(self._pending_for([r.receipt_no for r in receipts]))
+        self._collect([r.receipt_no for r in receipts])
         return [self._receipt(r.receipt_no) for r in receipts]
 
     def _receipt_for(self, msg: CartClosed) -> Receipt:
@@ -207,7 +207,7 @@ class Billing:
                 (now, receipt_no),
             )
             self._plan_collection(self._receipt(receipt_no))
-        self._run(self._pending_for([receipt_no]))
+        self._collect([receipt_no])
         return self._receipt(receipt_no)
 
     def correct(
@@ -270,7 +270,7 @@ class Billing:
             )
             self._post_sale(receipt_no, revision, priced, now)
             self._plan_collection(self._receipt(receipt_no))
-        self._run(self._pending_for([receipt_no]))
+        self._collect([receipt_no])
         return self._receipt(receipt_no)
 
     def _review_receipt(self, receipt_no: str) -> Receipt:
@@ -586,6 +586,17 @@ class Billing:
                     ts_ns=result.ts_ns,
                 )
             )
+        elif not ok and op.kind == "capture" and op.checkout_id is not None:
+            # The hold lapsed or was lost: charge the card for the same amount instead.
+            self._plan(
+                f"fbk:{op.checkout_id}",
+                "charge",
+                session_id=op.session_id,
+                account_id=op.account_id,
+                amount_minor=op.amount_minor,
+                checkout_id=op.checkout_id,
+                receipt_no=op.receipt_no,
+            )
         elif ok and op.kind == "authorize":
             r = self.db.one(
                 "SELECT receipt_no, status FROM receipts WHERE session_id = ?", (op.session_id,)
@@ -610,11 +621,17 @@ class Billing:
 
     def _refresh(self, receipt_no: str) -> None:
         rows = self.db.query(
-            "SELECT status FROM payment_ops WHERE receipt_no = ? "
+            "SELECT op_key, kind, status FROM payment_ops WHERE receipt_no = ? "
             "AND kind IN ('capture', 'charge', 'release')",
             (receipt_no,),
         )
-        statuses = {str(s) for (s,) in rows}
+        keys = {str(k) for k, _, _ in rows}
+        statuses = {
+            str(s)
+            for k, kind, s in rows
+            # A declined capture is replaced by its fallback charge.
+            if not (kind == "capture" and s == "declined" and f"fbk:{str(k)[4:]}" in keys)
+        }
         if "declined" in statuses or "failed" in statuses:
             self._set_status(receipt_no, "declined")
         elif statuses and statuses == {"succeeded"}:
@@ -660,6 +677,12 @@ class Billing:
             params,
         )
         return [Op.from_row(r) for r in rows]
+
+    def _collect(self, receipt_nos: Sequence[str]) -> None:
+        """Make the receipts' pending calls; again for follow-ups their answers planned."""
+        for _ in range(3):
+            if not self._run(self._pending_for(receipt_nos)):
+                return
 
     def _pending_for(self, receipt_nos: Sequence[str]) -> list[Op]:
         out: list[Op] = []

@@ -81,6 +81,8 @@ class Faults:
     unavailable_rate: float = 0.0
     decline_accounts: frozenset[str] = frozenset()
     script: dict[str, Fault] = field(default_factory=dict)
+    # Card networks let a hold lapse after about a week; a later capture is declined.
+    auth_ttl_ns: int = 7 * 86_400 * 1_000_000_000
 
 
 def utc_day(ts_ns: int) -> str:
@@ -267,13 +269,16 @@ class SimulatedProvider:
 
     def _payment(self, pid: str) -> tuple[str, str, int, int, int, str] | None:
         row = self.db.one(
-            "SELECT kind, currency, authorized_minor, captured_minor, refunded_minor, status "
-            "FROM payments WHERE id = ?",
+            "SELECT kind, currency, authorized_minor, captured_minor, refunded_minor, status, "
+            "created_ts_ns FROM payments WHERE id = ?",
             (pid,),
         )
         if row is None:
             return None
-        return (str(row[0]), str(row[1]), int(row[2]), int(row[3]), int(row[4]), str(row[5]))
+        status = str(row[5])
+        if status == "requires_capture" and self.clock_ns() - int(row[6]) > self.faults.auth_ttl_ns:
+            status = "expired"
+        return (str(row[0]), str(row[1]), int(row[2]), int(row[3]), int(row[4]), status)
 
     def _capture(
         self, key: str, auth: str, amount: int, reference: str, now: int

@@ -328,3 +328,20 @@ def test_flagged_receipt_keeps_a_late_hold_for_approval(store: Store, tmp_path: 
     approved = b.approve(r.receipt_no, "ana")
     assert approved.status == "paid"
     assert [o.kind for o in b.ops(r.receipt_no)] == ["capture"]
+
+
+def test_lapsed_hold_falls_back_to_a_charge(store: Store, tmp_path: Path) -> None:
+    now = [DAY0_NS]
+    provider = SimulatedProvider(tmp_path / "provider.sqlite", clock_ns=lambda: now[0])
+    b = Billing.from_store(store, tmp_path / "billing.sqlite", provider, clock_ns=lambda: now[0])
+    b.open_session(opened())
+    r = b.settle(cart([("cola-330", 1)], review=True))
+    now[0] += 8 * 86_400 * 10**9  # the person approves after the hold lapsed
+    paid = b.approve(r.receipt_no, "ana")
+    assert [(o.kind, o.status) for o in b.ops(r.receipt_no)] == [
+        ("capture", "declined"),
+        ("charge", "succeeded"),
+    ]
+    assert paid.status == "paid"
+    assert provider.captured_total(r.receipt_no) == r.total_minor
+    assert b.ledger.check() == [] and b.ledger.balance("customer_receivables") == 0

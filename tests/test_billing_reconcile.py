@@ -133,3 +133,34 @@ class _Silent:
             raise ProviderTimeout("no answer")
 
         return call
+
+
+def test_cli_settlement_report_and_reconcile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from billing.cli import register
+
+    b, provider = settled_day(tmp_path, seed=6)
+    b.db.close()
+    provider.close()
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="area"), "billing", "billing")
+
+    def run(*argv: str) -> int:
+        args = parser.parse_args(["billing", *argv, "--data", str(tmp_path)])
+        return int(args.handler(args))
+
+    report = tmp_path / "settlement.csv"
+    assert run("settlement-report", "--day", DAY, "--out", str(report)) == 0
+    out = tmp_path / "rec"
+    assert run("reconcile", "--report", str(report), "--out", str(out), "--post") == 0
+    assert "0 mismatches" in capsys.readouterr().out
+    rows = read_report(report)
+    rows.pop(next(i for i, r in enumerate(rows) if r["type"] == "refund"))
+    write_report(report, rows)
+    assert run("reconcile", "--report", str(report), "--out", str(out)) == 1
+    text = (out / "settlement-mismatches.csv").read_text()
+    assert text.count("refund_not_settled") == 1 and len(text.splitlines()) == 2
+    assert run("reconcile", "--report", str(tmp_path / "nope.csv")) == 2
