@@ -206,8 +206,8 @@ def render_md(result: dict[str, Any]) -> str:
         "+ mapping back; bare = session.run alone on the same tensor; ultralytics = "
         "`YOLO(model.onnx).predict` on the same frames.",
         "",
-        "| variant | batch | target objects | found | ours ms | bare ms | ours/bare | pre / infer / post ms "
-        "| ultralytics ms | ultralytics/ours |",
+        "| variant | batch | target objects | found | ours ms | bare ms | ours/bare "
+        "| pre / infer / post ms | ultralytics ms | ultralytics/ours |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
