@@ -77,6 +77,9 @@ class _Metrics:
         )
         self.review = r.counter("fusion_review_flags_total", "cart changes flagged for review")
         self.unassigned = r.counter("fusion_unassigned_total", "shelf events with no shopper")
+        self.apply_errors = r.counter(
+            "fusion_apply_errors_total", "messages the pipeline failed on (logged, skipped)"
+        )
         self.outputs = r.counter("fusion_outputs_total", "messages put into the billing outbox")
         self.open_sessions = r.gauge("fusion_open_sessions", "sessions not yet closed")
         self.buffered = r.gauge("fusion_reorder_buffered", "messages waiting for the watermark")
@@ -233,7 +236,18 @@ class FusionService:
                 if pos <= self.applied_pos:
                     continue
                 self.applied_pos = pos
-                outputs.extend(self.pipeline.ingest(msg).outputs)
+                try:
+                    outputs.extend(self.pipeline.ingest(msg).outputs)
+                except Exception:  # one bad message must not stop the store; replay does the same
+                    self.metrics.apply_errors.inc()
+                    log.exception(
+                        "fusion: %s seq %d from %s at log position %d could not be applied; "
+                        "skipped (it stays in the log)",
+                        type(msg).__name__,
+                        msg.seq,
+                        msg.source_id,
+                        pos,
+                    )
             decided = self.core.take_decided()
             changed = self.core.take_changed()
             snaps = [

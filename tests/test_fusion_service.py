@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import zmq
 from fusion_env import Billing, Edges, busy_store, store_on_free_ports, wait_for
 from fusion_scenarios import run
 
@@ -40,10 +42,20 @@ def test_service_in_process_matches_the_pure_core(tmp_path: Path) -> None:
     expected = run(store, msgs)
     billing = Billing(store, tmp_path)
     service = FusionService(store, tmp_path / "fusion", timing=FAST).start()
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"cart")
+    sub.connect(store.cfg.services.fusion_snapshots.connect)
+    time.sleep(0.3)  # let the subscription reach the publisher
     edges = Edges(store, tmp_path)
     try:
         edges.put(msgs)
         wait_for(lambda: len(billing.closed()) == 4, 20, "four CartClosed at billing")
+        snaps = []
+        while sub.poll(100):
+            _topic, body = sub.recv_multipart()
+            snaps.append(json.loads(body))
+        assert any(s["lines"] for s in snaps) and any(s["state"] == "closed" for s in snaps)
         assert comparable(billing.closed()) == comparable(expected.closed)
         assert len(billing.opened()) == 4
         carts = service.carts()
@@ -52,6 +64,7 @@ def test_service_in_process_matches_the_pure_core(tmp_path: Path) -> None:
         assert service.metrics.cart_ms.count() > 0
         assert len(service.state.checkouts()) == 4  # type: ignore[union-attr]
     finally:
+        sub.close(0)
         edges.close()
         service.stop()
         billing.close()
