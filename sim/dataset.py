@@ -263,9 +263,11 @@ def write_data_yaml(store: Store, out: Path) -> Path:
 def contact_sheet(out: Path, split: str, names: list[str], count: int = 16, cols: int = 4) -> Path:
     """A PNG grid of the first images of a split with their boxes and class names drawn."""
     imgs = sorted((out / "images" / split).glob("*.jpg"))[:count]
-    tiles = []
+    tiles: list[U8] = []
     for p in imgs:
         img = cv2.imread(str(p))
+        if img is None:
+            raise OSError(f"cannot read {p}; the dataset folder is damaged")
         h, w = img.shape[:2]
         txt = (out / "labels" / split / (p.stem + ".txt")).read_text().split("\n")
         for row in filter(None, txt):
@@ -286,7 +288,7 @@ def contact_sheet(out: Path, split: str, names: list[str], count: int = 16, cols
             cv2.putText(
                 img, names[k], (x0 + 1, y0 + 9), cv2.FONT_HERSHEY_SIMPLEX, 0.3, col, 1, cv2.LINE_AA
             )
-        tiles.append(img)
+        tiles.append(np.asarray(img, np.uint8))
     if not tiles:
         raise ValueError(f"no images in {out / 'images' / split}; write the dataset first")
     h, w = tiles[0].shape[:2]

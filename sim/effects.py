@@ -59,7 +59,7 @@ def gain_map(w: int, h: int, light: Lighting) -> F32:
 def apply_lighting(img: U8, light: Lighting) -> U8:
     h, w = img.shape[:2]
     g = gain_map(w, h, light)
-    return np.clip(img.astype(np.float32) * g, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(img.astype(np.float32) * g, 0, 255), np.uint8)
 
 
 def add_noise(img: U8, rng: np.random.Generator, sd: float) -> U8:
@@ -70,7 +70,7 @@ def add_noise(img: U8, rng: np.random.Generator, sd: float) -> U8:
     noise = rng.normal(0.0, sd, (h, w, 1)).astype(np.float32)
     noise = noise + rng.normal(0.0, sd * 0.4, (h, w, 3)).astype(np.float32)
     noise += rng.normal(0.0, sd * 0.15, (h, 1, 1)).astype(np.float32)
-    return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(img.astype(np.float32) + noise, 0, 255), np.uint8)
 
 
 def motion_kernel(length_px: int, angle_deg: float) -> F32:

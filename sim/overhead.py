@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from sim.canvas import NO_ID, Canvas
 from sim.shelf import CLOTHES, SKIN_TONES
-from sim.sprites import hex_bgr
+from sim.sprites import hex_bgr, shade
 from walkout.config import Store
 from walkout.schema import Camera
 
@@ -126,7 +126,7 @@ class FloorView:
                 cv.poly(q, (int(tile[0] * f), int(tile[1] * f), int(tile[2] * f)))
                 cv2.polylines(img, [np.round(q).astype(np.int32)], True, (150, 155, 158), 1)
         # walls outside the floor
-        outer = self.to_px([[0, 0], [fw, 0], [fw, fd], [0, fd]])
+        outer = self.to_px(np.array([[0, 0], [fw, 0], [fw, fd], [0, fd]]))
         mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(mask, [np.round(outer).astype(np.int32)], 255)
         img[mask == 0] = (70, 70, 75)
@@ -230,7 +230,7 @@ def draw_person(
         bp = np.array([cx, cy]) - s_img * sh * 0.62
         cv.ellipse((float(bp[0]), float(bp[1])), (0.13 * ppm, 0.08 * ppm), ang, look.bag, oid)
     cv.ellipse((cx, cy), (sh / 2, sh * 0.3), ang, look.top, oid)
-    darker = tuple(int(v * 0.8) for v in look.top)
+    darker = shade(look.top, 0.8)
     cv.ellipse(
         (cx - f_img[0] * 0.02 * ppm, cy - f_img[1] * 0.02 * ppm),
         (sh * 0.38, sh * 0.2),
@@ -248,12 +248,12 @@ def draw_person(
             (hx + f_img[0] * head * 0.8, hy + f_img[1] * head * 0.8),
             (head * 0.55, head * 0.35),
             ang,
-            tuple(int(v * 0.7) for v in look.cap),
+            shade(look.cap, 0.7),
             oid,
         )
     else:
         cv.circle((hx, hy), head, look.hair, oid)
-        light = tuple(min(255, int(v * 1.3) + 10) for v in look.hair)
+        light = shade(look.hair, 1.3)
         cv.circle(
             (hx - f_img[0] * head * 0.25, hy - f_img[1] * head * 0.25), head * 0.35, light, oid
         )

@@ -232,13 +232,19 @@ class ShelfCameraRenderer:
                     lit = np.clip(crop.astype(np.float32) * g, 0, 255).astype(np.uint8)
                     fast = max(arms, key=lambda a: a[1][1])
                     speed = fast[1][1]
-                    blur = int(min(6.0, speed / self.camera.fps * 0.35))
+                    blur = int(min(4.0, speed / self.camera.fps * 0.25))
                     if blur >= 1:
+                        # blur only the moving arm, not the shelf behind it
                         pose = fast[1][0]
                         ang = math.degrees(
                             math.atan2(pose.hand[1] - pose.entry[1], pose.hand[0] - pose.entry[0])
                         )
-                        lit = np.asarray(cv2.filter2D(lit, -1, motion_kernel(blur, ang)), np.uint8)
+                        moved = np.any(crop != static_raw[y0:y1, x0:x1], axis=2)
+                        mask = cv2.dilate(
+                            moved.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=blur
+                        )
+                        blurred = cv2.filter2D(lit, -1, motion_kernel(blur, ang))
+                        lit = np.where(mask[..., None] > 0, blurred, lit).astype(np.uint8)
                     img[y0:y1, x0:x1] = lit
             else:
                 img = static_lit.copy()
@@ -255,7 +261,7 @@ def _scaled(light: Lighting, gain: float) -> Lighting:
 
 def _lit(img: U8, light: Lighting) -> U8:
     h, w = img.shape[:2]
-    return np.clip(img.astype(np.float32) * gain_map(w, h, light), 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(img.astype(np.float32) * gain_map(w, h, light), 0, 255), np.uint8)
 
 
 def _arm_box(pose: ArmPose, px_per_mm: float, w: int, h: int) -> tuple[int, int, int, int]:

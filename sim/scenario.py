@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -724,7 +725,8 @@ def plan(store: Store, family: str, seed: int, duration_s: float) -> Scenario:
         raise ScenarioError(
             f"unknown scenario family {family!r}; choose one of {', '.join(FAMILIES)}"
         )
-    rng = np.random.Generator(np.random.PCG64(seed))
+    # the family name is mixed in so families built on one another still differ per seed
+    rng = np.random.Generator(np.random.PCG64([seed, zlib.crc32(family.encode())]))
     b = _Builder(store, rng, duration_s)
     FAMILIES[family][0](b)
     dwell = [[float(x) for x in rng.uniform(0.45, 1.4, 16)] for _ in b.specs]

@@ -10,7 +10,7 @@ enter from the bottom edge of the image (the aisle side) and reach into a lane.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sim.canvas import NO_ID, Canvas
-from sim.sprites import Sprite, hex_bgr, product_sprite
+from sim.sprites import Sprite, hex_bgr, product_sprite, shade
 from walkout.schema import Camera, Product
 
 F64 = npt.NDArray[np.float64]
@@ -162,7 +162,7 @@ class ShelfLayout:
     @staticmethod
     def build(
         camera: Camera,
-        lane_skus: dict[str, Sequence[str]],
+        lane_skus: Mapping[str, Sequence[str]],
         capacities: dict[str, int],
         products: dict[str, Product],
         style: ShelfStyle | None = None,
@@ -195,15 +195,15 @@ def draw_background(layout: ShelfLayout) -> npt.NDArray[np.uint8]:
     ys = [v.quad[:, 1] for v in layout.lanes.values()]
     top = float(min(y.min() for y in ys))
     bottom = float(max(y.max() for y in ys))
-    cv.poly([[0, 0], [w, 0], [w, top - 4], [0, top - 4]], st.header)
-    cv.poly([[0, bottom + 3], [w, bottom + 3], [w, h], [0, h]], st.floor)
+    cv.poly(np.array([[0, 0], [w, 0], [w, top - 4], [0, top - 4]]), st.header)
+    cv.poly(np.array([[0, bottom + 3], [w, bottom + 3], [w, h], [0, h]]), st.floor)
     for view in layout.lanes.values():
         cv.poly(view.quad, st.backdrop)
         # pegboard holes on the back panel
         x0, y0, x1, y1 = view.bbox
         yy = np.arange(y0 + 6, int(y0 + (y1 - y0) * 0.55), 12)
         xx = np.arange(x0 + 8, x1 - 4, 14)
-        hole = tuple(int(c * 0.72) for c in st.backdrop)
+        hole = shade(st.backdrop, 0.72)
         for y in yy:
             for x in xx:
                 if (
@@ -216,8 +216,8 @@ def draw_background(layout: ShelfLayout) -> npt.NDArray[np.uint8]:
         a, b = view.point(0, v_back), view.point(1, v_back)
         c, d = view.point(1, 1), view.point(0, 1)
         cv.poly([a, b, c, d], st.shelf)
-        shade = tuple(int(x * 0.8) for x in st.shelf)
-        cv.poly([a, b, view.point(1, v_back + 0.03), view.point(0, v_back + 0.03)], shade)
+        floor_shade = shade(st.shelf, 0.8)
+        cv.poly([a, b, view.point(1, v_back + 0.03), view.point(0, v_back + 0.03)], floor_shade)
     return img
 
 
@@ -248,7 +248,7 @@ def draw_lip(cv: Canvas, layout: ShelfLayout, view: LaneView, price_text: str) -
     cv.poly([view.point(0, v0), view.point(1, v0), view.point(1, 1), view.point(0, 1)], st.lip)
     cv.poly(
         [view.point(0, 1 - 0.02), view.point(1, 1 - 0.02), view.point(1, 1), view.point(0, 1)],
-        tuple(int(c * 0.6) for c in st.lip),
+        shade(st.lip, 0.6),
     )
     # price tag: yellow label with the price and a barcode
     tl = view.point(0.08, v0 + 0.012)
@@ -315,18 +315,19 @@ def draw_arm(
             (float(cuff[0]), float(cuff[1])),
             (float(wrist[0]), float(wrist[1])),
             w * 1.02,
-            tuple(int(c * 0.8) for c in arm.sleeve),
+            shade(arm.sleeve, 0.8),
         )
     # held items sit in front of the fingers, upright, partly covered by the grip
     for k, sku in enumerate(arm.held):
         sp: Sprite = product_sprite(products[sku].packaging, sku, layout.px_per_mm * 1.12)
         spread = (k - (len(arm.held) - 1) / 2) * sp.width * 0.9
-        cx = hx + d[0] * palm_len * 0.35 + n[0] * spread
-        cy = hy + d[1] * palm_len * 0.35 + n[1] * spread
+        lift = palm_len * 0.5 + sp.height * 0.3  # the grip covers the lower part only
+        cx = hx + d[0] * lift + n[0] * spread
+        cy = hy + d[1] * lift + n[1] * spread
         oid = item_oids[k] if item_oids is not None else NO_ID
-        cv.sprite(sp, round(cx - sp.width / 2), round(cy - sp.height * 0.55), oid)
+        cv.sprite(sp, round(cx - sp.width / 2), round(cy - sp.height / 2), oid)
     skin = arm.skin
-    dark = tuple(int(c * 0.82) for c in skin)
+    dark = shade(skin, 0.82)
     angle = math.degrees(math.atan2(d[1], d[0]))
     cv.ellipse((hx, hy), (palm_len * 0.55, w * 0.62), angle, skin, hand_oid)
     reach = palm_len * (0.75 - 0.4 * arm.closed)

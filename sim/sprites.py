@@ -56,6 +56,11 @@ def _contrast(c: tuple[int, int, int]) -> tuple[int, int, int]:
     return (20, 20, 20) if _luma(c) > 140 else (245, 245, 245)
 
 
+def shade(c: tuple[int, int, int], f: float) -> tuple[int, int, int]:
+    """A colour scaled by f (clipped to 255)."""
+    return _shade(c, f)
+
+
 def _shade(c: tuple[int, int, int], f: float) -> tuple[int, int, int]:
     return (
         int(min(255, c[0] * f)),
@@ -349,7 +354,7 @@ def _cached(packaging: Packaging, sku: str, w: int, h: int) -> Sprite:
     alpha.setflags(write=False)
     if len(_CACHE) > 4096:
         _CACHE.clear()
-    sp = Sprite(bgr=bgr, alpha=alpha)
+    sp = Sprite(bgr=np.asarray(bgr, np.uint8), alpha=alpha)
     _CACHE[key] = sp
     return sp
 
