@@ -13,6 +13,9 @@ events:
 * the plate is stable again when a whole settling window spans less than ``settle_sigma`` noise
   bands; the step is the new level minus the old one. A step smaller than ``min_step_g`` (a
   touch, a lean) moves the level without an event.
+* a settled level must hold for ``hold_s`` before the step counts; a movement that starts
+  before that continues the same step (a hand pressing on the items, then lifting an item,
+  makes one step; pressing and letting go makes none).
 
 ``sigma_g`` of an event is the standard error of the difference of the two medians.
 """
@@ -43,6 +46,7 @@ class StepSettings:
     min_noise_g: float = 0.5
     min_step_g: float = 20.0  # smaller steps are touches or drift, not items
     max_moving_s: float = 30.0  # a moving period this long is re-based without an event
+    hold_s: float = 0.6  # a settled level must hold this long to count (hands rest on items)
 
     def __post_init__(self) -> None:
         if self.settle_samples < 3:
@@ -81,6 +85,11 @@ class StepDetector:
         self._out_run = 0
         self._last_stable_ts = 0
         self._move_start_ts = 0
+        self._base_g = 0.0
+        self._base_n = 1
+        self._pending = False
+        self._pending_until_ts = 0
+        self._settled_ts = 0
 
     def _window_stats(self) -> tuple[float, float, float]:
         w = np.fromiter((v for _, v in self._win), np.float64, len(self._win))
@@ -112,7 +121,10 @@ class StepDetector:
                 self._out_run += 1
                 if self._out_run >= s.confirm_samples:
                     self.moving = True
-                    self._move_start_ts = self._last_stable_ts
+                    if not self._pending:  # a fresh movement; else it continues the last one
+                        self._base_g, self._base_n = self.level_g, self.level_n
+                        self._move_start_ts = self._last_stable_ts
+                    self._pending = False
                     win.clear()
                     win.append((ts_ns, weight_g))
                 return None
@@ -125,6 +137,8 @@ class StepDetector:
                     self.level_g, self.level_n = med, len(win)
                     self._learn_noise(mad)
                 win.clear()
+            if self._pending and ts_ns >= self._pending_until_ts:
+                return self._resolve(ts_ns)
             return None
         # moving: wait for a settling window
         win.append((ts_ns, weight_g))
@@ -137,27 +151,35 @@ class StepDetector:
             if (ts_ns - self._move_start_ts) / 1e9 > s.max_moving_s:
                 self._rebase()
             return None
-        old, old_n = self.level_g, self.level_n
-        settled_ts = win[0][0]
+        # settled: the new level must now hold for hold_s before it counts (a hand resting on
+        # the items and lifting off again is not a step)
+        self._settled_ts = win[0][0]
         self.level_g, self.level_n = med, len(win)
         self._learn_noise(mad)
         self.moving = False
+        self._pending = True
+        self._pending_until_ts = ts_ns + int(s.hold_s * 1e9)
         self._out_run = 0
         self._last_stable_ts = ts_ns
         win.clear()
-        delta = med - old
-        if abs(delta) < s.min_step_g:
+        return None
+
+    def _resolve(self, ts_ns: int) -> WeightChange | None:
+        self._pending = False
+        assert self.level_g is not None
+        delta = self.level_g - self._base_g
+        if abs(delta) < self.s.min_step_g:
             self.touches += 1
             return None
         self.steps += 1
-        sigma = self.noise_g * math.sqrt(_MEDIAN_VAR * (1 / old_n + 1 / self.level_n))
+        sigma = self.noise_g * math.sqrt(_MEDIAN_VAR * (1 / self._base_n + 1 / self.level_n))
         return WeightChange(
             source_id=self.source_id,
             event_ts_ns=ts_ns,
             plate_id=self.plate_id,
             lane_id=self.lane_id,
             start_ts_ns=self._move_start_ts,
-            end_ts_ns=settled_ts,
+            end_ts_ns=self._settled_ts,
             delta_g=round(delta, 2),
             sigma_g=round(sigma, 3),
         )
@@ -165,6 +187,7 @@ class StepDetector:
     def _rebase(self) -> None:
         """Give up on a moving period that never settles: wait for a fresh stable level."""
         self.moving = False
+        self._pending = False
         self.level_g = None
         self._out_run = 0
         self._win.clear()

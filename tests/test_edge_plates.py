@@ -128,3 +128,21 @@ def test_non_finite_readings_are_ignored() -> None:
 def test_bad_settings_say_which_and_why() -> None:
     with pytest.raises(ValueError, match="settle_samples must be >= 3"):
         StepSettings(settle_samples=2)
+
+
+def _bump(ts: np.ndarray, w: np.ndarray, t0_s: float, t1_s: float, amp_g: float) -> None:
+    t = (ts - T0) / 1e9
+    inside = (t >= t0_s) & (t <= t1_s)
+    w[inside] += amp_g * np.sin(np.pi * (t[inside] - t0_s) / (t1_s - t0_s)) ** 2
+
+
+def test_a_hand_resting_on_the_items_is_not_a_step_but_a_press_then_pick_is_one() -> None:
+    rng = np.random.default_rng(9)
+    ts = T0 + np.arange(int(20 * RATE_HZ), dtype=np.int64) * DT_NS
+    w = 3000.0 + rng.normal(0, 1.5, len(ts))
+    _bump(ts, w, 3.0, 5.5, 45.0)  # a long, slow press: flat enough on top to settle
+    _bump(ts, w, 10.0, 11.0, 60.0)  # press, then an item leaves while pressing
+    w[(ts - T0) / 1e9 >= 10.7] -= 345.0
+    (c,) = run(ts, w)
+    assert c.delta_g == pytest.approx(-345.0, abs=3.0)
+    assert T0 + 9_900_000_000 <= c.start_ts_ns < c.end_ts_ns < T0 + 12_000_000_000
