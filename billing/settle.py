@@ -142,6 +142,11 @@ class Billing:
         existing = self.receipt_by_checkout(msg.checkout_id)
         if existing is not None:
             return existing
+        if msg.store_id != self.settings.store_id:
+            raise BillingError(
+                f"cart {msg.checkout_id} is from store {msg.store_id!r} but this billing serves "
+                f"{self.settings.store_id!r}; point fusion at its own store's billing service"
+            )
         priced = self.catalog.price(msg.lines)
         reasons = (*msg.review_reasons, *priced.review_reasons)
         review = msg.review or bool(priced.review_reasons) or any(x.review for x in priced.lines)

@@ -32,7 +32,7 @@ def visits(
     skus: Sequence[str],
     *,
     seed: int = 0,
-    store_id: str = "demo",
+    store_id: str = "demo-001",
     review_rate: float = 0.0,
     start_ns: int = DAY0_NS,
     max_lines: int = 5,

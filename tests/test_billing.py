@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from billing.cli import register
@@ -40,7 +41,7 @@ def cart(lines: list[tuple[str, int]], *, co: str = "co-1", review: bool = False
         checkout_id=co,
         session_id=f"s-{co}",
         account_id="acct-1",
-        store_id="demo",
+        store_id="demo-001",
         entry_ts_ns=DAY0_NS,
         exit_ts_ns=DAY0_NS + 1,
         lines=tuple(
@@ -56,7 +57,7 @@ def opened(co: str = "co-1") -> SessionOpened:
         event_ts_ns=DAY0_NS,
         session_id=f"s-{co}",
         account_id="acct-1",
-        store_id="demo",
+        store_id="demo-001",
     )
 
 
@@ -345,3 +346,11 @@ def test_lapsed_hold_falls_back_to_a_charge(store: Store, tmp_path: Path) -> Non
     assert paid.status == "paid"
     assert provider.captured_total(r.receipt_no) == r.total_minor
     assert b.ledger.check() == [] and b.ledger.balance("customer_receivables") == 0
+
+
+def test_cart_of_another_store_is_refused(store: Store, tmp_path: Path) -> None:
+    b = make(store, tmp_path)
+    other = msgspec.structs.replace(cart([("cola-330", 1)]), store_id="elsewhere")
+    with pytest.raises(BillingError, match="store 'elsewhere'"):
+        b.settle(other)
+    assert b.receipt_by_checkout("co-1") is None

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from billing.export import receipts_json
 from billing.service import BILLING_DB, PROVIDER_DB, BillingService
 from billing.simprovider import SimulatedProvider
@@ -150,3 +152,34 @@ def test_walkout_billing_run_survives_sigkill(tmp_path: Path) -> None:
     assert set(provider.charges_by_reference().values()) == {1}
     for r in receipts:
         assert provider.captured_total(r["receipt_no"]) == r["total_minor"]
+
+
+def test_inbox_worker_skips_a_bad_cart_and_resumes_from_its_cursor(tmp_path: Path) -> None:
+    from billing.service import InboxWorker
+    from billing.settle import Billing
+    from walkout.link import SqliteLog
+    from walkout.messages import encode, encode_batch
+    from walkout.metrics import Registry
+
+    store = load_store(CONFIG)
+    msgs: list[AnyMessage] = []
+    for i, m in enumerate(traffic(4, seed=3)):
+        if i in (4, 5):  # the second visit's cart (sent twice) comes from another store
+            m = msgspec.structs.replace(m, store_id="elsewhere")
+        msgs.append(msgspec.structs.replace(m, boot_id="b1", seq=i + 1))
+    inbox = SqliteLog(tmp_path / "inbox.sqlite")
+    inbox.append([(msgs[:7], encode_batch([encode(m) for m in msgs[:7]]))])
+    provider = SimulatedProvider(tmp_path / "provider.sqlite")
+    billing = Billing.from_store(store, tmp_path / "billing.sqlite", provider)
+    registry = Registry()
+    worker = InboxWorker(inbox, billing, registry)
+    assert worker.drain() == 7
+    assert worker.failed.total() == 2
+    assert len(receipts_json(tmp_path / "billing.sqlite")) == 1
+    # A restart continues after the cursor; the rest arrives later.
+    worker = InboxWorker(inbox, billing, Registry())
+    assert worker.drain() == 0
+    inbox.append([(msgs[7:], encode_batch([encode(m) for m in msgs[7:]]))])
+    assert worker.drain() == len(msgs) - 7
+    assert len(receipts_json(tmp_path / "billing.sqlite")) == 3
+    assert set(provider.charges_by_reference().values()) == {1}
