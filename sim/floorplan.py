@@ -56,24 +56,33 @@ def obstacles(store: Store, grow_m: float) -> list[Obstacle]:
 
 
 def _seg_hits_poly(p: F64, q: F64, poly: F64) -> bool:
-    """Whether segment p-q passes through the inside of a convex polygon."""
-    # sample points along the segment: cheap and robust for these small floors
-    n = max(2, int(np.linalg.norm(q - p) / 0.05))
-    ts = np.linspace(0.0, 1.0, n)
-    pts = p[None, :] + (q - p)[None, :] * ts[:, None]
-    inside = np.ones(n, bool)
+    """Whether segment p-q passes through the inside of a convex polygon (Cyrus-Beck clip)."""
+    d = q - p
+    t0, t1 = 0.0, 1.0
+    area = 0.0
     for i in range(len(poly)):
-        e0, e1 = poly[i], poly[(i + 1) % len(poly)]
-        cross = (e1[0] - e0[0]) * (pts[:, 1] - e0[1]) - (e1[1] - e0[1]) * (pts[:, 0] - e0[0])
-        inside &= cross > 1e-9
-    if inside.any():
-        return True
-    inside = np.ones(n, bool)
+        a, b = poly[i], poly[(i + 1) % len(poly)]
+        area += a[0] * b[1] - b[0] * a[1]
+    sign = 1.0 if area > 0 else -1.0
     for i in range(len(poly)):
-        e0, e1 = poly[i], poly[(i + 1) % len(poly)]
-        cross = (e1[0] - e0[0]) * (pts[:, 1] - e0[1]) - (e1[1] - e0[1]) * (pts[:, 0] - e0[0])
-        inside &= cross < -1e-9
-    return bool(inside.any())
+        a, b = poly[i], poly[(i + 1) % len(poly)]
+        e = b - a
+        # inward normal of edge a-b
+        n = np.array([-e[1], e[0]]) * sign
+        num = float(np.dot(n, p - a))
+        den = float(np.dot(n, d))
+        if abs(den) < 1e-12:
+            if num <= 0:
+                return False  # parallel and outside this edge
+            continue
+        t = -num / den
+        if den > 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 >= t1 - 1e-9:
+            return False
+    return t1 - t0 > 1e-9
 
 
 class Router:
@@ -89,12 +98,21 @@ class Router:
                 if 0.1 <= c[0] <= w - 0.1 and 0.1 <= c[1] <= d - 0.1:
                     nodes.append(c)
         self.nodes = nodes
+        self._cache: dict[tuple[Point, Point], list[Point]] = {}
 
     def _clear(self, p: F64, q: F64) -> bool:
         return not any(_seg_hits_poly(p, q, b) for b in self.blocks)
 
     def route(self, start: Point, goal: Point) -> list[Point]:
         """Waypoints from start to goal (both included)."""
+        key = (start, goal)
+        got = self._cache.get(key)
+        if got is None:
+            got = self._route(start, goal)
+            self._cache[key] = got
+        return list(got)
+
+    def _route(self, start: Point, goal: Point) -> list[Point]:
         s, g = np.asarray(start, np.float64), np.asarray(goal, np.float64)
         if self._clear(s, g):
             return [start, goal]

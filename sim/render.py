@@ -69,11 +69,12 @@ def _base_lighting(rng: np.random.Generator) -> Lighting:
 class _Noise:
     """A bank of pre-drawn noise frames applied with saturating uint8 adds."""
 
-    def __init__(self, rng: np.random.Generator, w: int, h: int, sd: float, n: int = 6) -> None:
+    def __init__(self, rng: np.random.Generator, w: int, h: int, sd: float, n: int = 4) -> None:
         self.pos: list[U8] = []
         self.neg: list[U8] = []
         for _ in range(n):
-            z = rng.normal(0.0, sd, (h, w, 1)) + rng.normal(0.0, sd * 0.4, (h, w, 3))
+            z = rng.standard_normal((h, w, 1), np.float32) * sd
+            z = z + rng.standard_normal((h, w, 3), np.float32) * (sd * 0.4)
             self.pos.append(np.clip(z, 0, 255).astype(np.uint8))
             self.neg.append(np.clip(-z, 0, 255).astype(np.uint8))
         self.rng = rng
