@@ -19,7 +19,7 @@ from typing import Any
 
 from edge.detector import DetectorBackend
 from edge.node import EdgeNode, NodeSettings
-from edge.plates import StepDetector
+from edge.plates import plate_detector
 from walkout.config import Store
 from walkout.messages import AnyMessage, ShelfInteraction, WeightChange
 from walkout.recording import Recording, TruthInteraction
@@ -66,7 +66,7 @@ def plate_changes(store: Store, rec: Recording) -> list[WeightChange]:
         p = plates.get(pid)
         if p is None:
             continue
-        det = StepDetector(pid, p.lane, source_id=p.node, noise_sd_g=p.noise_sd_g)
+        det = plate_detector(store, pid, p.node)
         for ts, w in zip(series.ts_ns.tolist(), series.weight_g.tolist(), strict=True):
             change = det.push(ts, w)
             if change is not None:
@@ -94,7 +94,8 @@ def score_plates(
         ]
         if hit:
             tally.tp += 1
-            used.update(hit[:1])
+            fresh = [i for i in hit if i not in used]
+            used.add(fresh[0] if fresh else hit[0])
         else:
             tally.fn += 1
     tally.fp = len(changes) - len(used)

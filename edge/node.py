@@ -25,7 +25,7 @@ from edge.interactions import InteractionSettings, ShelfInteractions
 from edge.lanes import LaneRegions
 from edge.motion import MotionGate
 from edge.overhead import OverheadTracking
-from edge.plates import StepDetector
+from edge.plates import plate_detector
 from edge.sources import Capture, CaptureSettings, Frame, VideoFileSource
 from walkout.config import Store
 from walkout.messages import AnyMessage, GateEvent, Heartbeat
@@ -168,7 +168,7 @@ class EdgeNode:
         names = detector.names
         self.cameras = {c: _Camera(self, c, names, settings) for c in self.devices["cameras"]}
         self.plates = {
-            p.id: StepDetector(p.id, p.lane, source_id=node_id, noise_sd_g=p.noise_sd_g)
+            p.id: plate_detector(store, p.id, node_id)
             for p in store.cfg.plates
             if p.node == node_id
         }

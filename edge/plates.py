@@ -7,13 +7,15 @@ events:
 
 * **stable**: the level is the median of the last settling window; it follows slow drift (the
   level is re-taken from every full window that stays within the noise band). The noise is a
-  robust estimate (MAD of stable windows, smoothed), never below ``min_noise_g``.
+  robust estimate (median absolute difference of successive readings over the last
+  ``noise_window``), never below ``min_noise_g``.
 * a reading outside ``k_sigma`` noise bands of the level for ``confirm_samples`` readings in a
   row starts a **moving** period (a single spike does not);
 * the plate is stable again when a whole settling window spans less than ``settle_sigma`` noise
   bands; the step is the new level minus the old one. A step smaller than ``min_step_g`` (a
   touch, a lean) moves the level without an event.
-* a settled level must hold for ``hold_s`` before the step counts; a movement that starts
+* a settled level must hold for ``hold_s`` (``quick_hold_s`` when the step is a whole number of
+  the lane's units, if the unit weight is given) before the step counts; a movement that starts
   before that continues the same step (a hand pressing on the items, then lifting an item,
   makes one step; pressing and letting go makes none).
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from walkout.config import Store
 from walkout.messages import WeightChange
 from walkout.recording import PlateSeries
 
@@ -47,6 +50,8 @@ class StepSettings:
     min_step_g: float = 20.0  # smaller steps are touches or drift, not items
     max_moving_s: float = 30.0  # a moving period this long is re-based without an event
     hold_s: float = 0.6  # a settled level must hold this long to count (hands rest on items)
+    quick_hold_s: float = 0.12  # ... or this long when the step is a whole number of units
+    noise_window: int = 125  # successive differences the noise estimate is taken over
 
     def __post_init__(self) -> None:
         if self.settle_samples < 3:
@@ -67,9 +72,13 @@ class StepDetector:
         *,
         source_id: str = "",
         noise_sd_g: float = 1.5,
+        unit_g: float | None = None,
+        unit_sd_g: float = 0.0,
         settings: StepSettings = StepSettings(),
     ):
         self.plate_id = plate_id
+        self.unit_g = unit_g
+        self.unit_sd_g = unit_sd_g
         self.lane_id = lane_id
         self.source_id = source_id
         self.s = settings
@@ -89,7 +98,11 @@ class StepDetector:
         self._base_n = 1
         self._pending = False
         self._pending_until_ts = 0
+        self._quick_until_ts = 0
         self._settled_ts = 0
+        self._prev_g: float | None = None
+        self._diffs: collections.deque[float] = collections.deque(maxlen=settings.noise_window)
+        self._since_noise = 0
 
     def _window_stats(self) -> tuple[float, float, float]:
         w = np.fromiter((v for _, v in self._win), np.float64, len(self._win))
@@ -98,13 +111,27 @@ class StepDetector:
         return med, float(w.max() - w.min()), mad
 
     def _learn_noise(self, mad_g: float) -> None:
-        self.noise_g = max(self.s.min_noise_g, 0.9 * self.noise_g + 0.1 * mad_g)
+        del mad_g  # the noise comes from successive differences (see _track_noise)
+
+    def _track_noise(self, weight_g: float) -> None:
+        """Noise sd from the median absolute difference of successive readings: blind to
+        slow drift and to steps (one difference each), so it can be learned before any level
+        is known. For Gaussian noise the median |difference| is 0.954 sd."""
+        if self._prev_g is not None:
+            self._diffs.append(abs(weight_g - self._prev_g))
+            self._since_noise += 1
+            if self._since_noise >= 25 and len(self._diffs) >= 25:
+                self._since_noise = 0
+                est = float(np.median(np.fromiter(self._diffs, np.float64))) / 0.954
+                self.noise_g = max(self.s.min_noise_g, est)
+        self._prev_g = weight_g
 
     def push(self, ts_ns: int, weight_g: float) -> WeightChange | None:
         if not math.isfinite(weight_g):
             return None
         s = self.s
         win = self._win
+        self._track_noise(weight_g)
         if self.level_g is None:  # first settling: wait for a stable window
             win.append((ts_ns, weight_g))
             if len(win) == win.maxlen:
@@ -137,7 +164,10 @@ class StepDetector:
                     self.level_g, self.level_n = med, len(win)
                     self._learn_noise(mad)
                 win.clear()
-            if self._pending and ts_ns >= self._pending_until_ts:
+            if self._pending and (
+                ts_ns >= self._pending_until_ts
+                or (ts_ns >= self._quick_until_ts and self._whole_units())
+            ):
                 return self._resolve(ts_ns)
             return None
         # moving: wait for a settling window
@@ -159,10 +189,23 @@ class StepDetector:
         self.moving = False
         self._pending = True
         self._pending_until_ts = ts_ns + int(s.hold_s * 1e9)
+        self._quick_until_ts = ts_ns + int(s.quick_hold_s * 1e9)
         self._out_run = 0
         self._last_stable_ts = ts_ns
         win.clear()
         return None
+
+    def _whole_units(self) -> bool:
+        """Is the pending step a whole, non-zero number of the lane's units (within noise and
+        the units' own spread)? A press of a hand is not."""
+        if self.unit_g is None or self.level_g is None:
+            return False
+        delta = self.level_g - self._base_g
+        n = round(abs(delta) / self.unit_g)
+        if n < 1:
+            return False
+        tol = 3.0 * math.hypot(self.noise_g, self.unit_sd_g * math.sqrt(n))
+        return abs(abs(delta) - n * self.unit_g) <= tol
 
     def _resolve(self, ts_ns: int) -> WeightChange | None:
         self._pending = False
@@ -191,6 +234,23 @@ class StepDetector:
         self.level_g = None
         self._out_run = 0
         self._win.clear()
+
+
+def plate_detector(
+    store: Store, plate_id: str, source_id: str, settings: StepSettings = StepSettings()
+) -> StepDetector:
+    """A detector for one configured plate, told its lane's unit weight (the planogram)."""
+    plate = next(p for p in store.cfg.plates if p.id == plate_id)
+    product = store.products[store.lanes[plate.lane].sku]
+    return StepDetector(
+        plate.id,
+        plate.lane,
+        source_id=source_id,
+        noise_sd_g=plate.noise_sd_g,
+        unit_g=product.unit_weight_g,
+        unit_sd_g=product.weight_sd_g,
+        settings=settings,
+    )
 
 
 def weight_change_id(change: WeightChange) -> str:

@@ -146,3 +146,21 @@ def test_a_hand_resting_on_the_items_is_not_a_step_but_a_press_then_pick_is_one(
     (c,) = run(ts, w)
     assert c.delta_g == pytest.approx(-345.0, abs=3.0)
     assert T0 + 9_900_000_000 <= c.start_ts_ns < c.end_ts_ns < T0 + 12_000_000_000
+
+
+def test_knowing_the_unit_weight_separates_quick_successive_steps() -> None:
+    """A put and a pick 0.9 s apart by two shoppers: with the lane's unit weight the put's
+    level counts at once; without it the two merge into no change at all."""
+    rng = np.random.default_rng(4)
+    ts = T0 + np.arange(int(12 * RATE_HZ), dtype=np.int64) * DT_NS
+    t = (ts - T0) / 1e9
+    w = 3000.0 + rng.normal(0, 1.5, len(ts))
+    w[t >= 4.0] += 530.0
+    w[t >= 4.9] -= 530.0
+    plain = StepDetector("P-1", "L-1")
+    knowing = StepDetector("P-1", "L-1", unit_g=530.0, unit_sd_g=5.0)
+    got_plain = [plain.push(int(a), float(b)) for a, b in zip(ts, w)]
+    got_knowing = [knowing.push(int(a), float(b)) for a, b in zip(ts, w)]
+    assert [c for c in got_plain if c] == []
+    deltas = [round(c.delta_g) for c in got_knowing if c]
+    assert len(deltas) == 2 and abs(deltas[0] - 530) <= 3 and abs(deltas[1] + 530) <= 3
