@@ -5,8 +5,10 @@ CSV and HTML for finance. Kinds:
 
 * ``missing_capture``: we hold a successful capture or charge (or a collectable receipt with no
   answered capture at all) that the report does not settle;
-* ``amount_mismatch``: the report settles another amount than we captured or refunded;
-* ``duplicate``: the report settles the same payment or idempotency key more than once;
+* ``amount_mismatch``: the report settles another amount than we captured or refunded, or a
+  paid receipt's collections do not add up to its total;
+* ``duplicate``: the report settles the same payment or idempotency key more than once, or we
+  collected more for a receipt than its total;
 * ``refund_not_settled``: a successful refund of ours is not in the report;
 * ``orphan_settlement_line``: a charge or refund in the report that we never asked for.
 
@@ -149,13 +151,19 @@ def reconcile(
                 )
             )
 
-    collected = {o.receipt_no for o in ops if o.kind in ("capture", "charge")}
+    collected: dict[str, int] = defaultdict(int)
+    for o in ops:
+        if o.kind in ("capture", "charge") and o.receipt_no is not None:
+            collected[o.receipt_no] += o.amount_minor
     for rec in db.query(
         f"SELECT {RECEIPT_COLUMNS} FROM receipts WHERE status IN ('due', 'paid') "
         "AND total_minor > 0"
     ):
         r = Receipt.from_row(rec)
-        if utc_day(r.settled_ts_ns) in days and r.receipt_no not in collected:
+        if utc_day(r.settled_ts_ns) not in days:
+            continue
+        taken = collected.get(r.receipt_no)
+        if taken is None:
             out.append(
                 Finding(
                     "missing_capture",
@@ -165,6 +173,30 @@ def reconcile(
                     r.total_minor,
                     None,
                     f"receipt {r.receipt_no} ({r.status}) has no answered capture",
+                )
+            )
+        elif taken > r.total_minor:
+            out.append(
+                Finding(
+                    "duplicate",
+                    r.receipt_no,
+                    "",
+                    "",
+                    r.total_minor,
+                    taken,
+                    f"receipt {r.receipt_no} of {r.total_minor} was collected {taken}",
+                )
+            )
+        elif r.status == "paid" and taken != r.total_minor:
+            out.append(
+                Finding(
+                    "amount_mismatch",
+                    r.receipt_no,
+                    "",
+                    "",
+                    r.total_minor,
+                    taken,
+                    f"paid receipt {r.receipt_no} of {r.total_minor} collected {taken}",
                 )
             )
     return sorted(out)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import random
 from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.cli import register
 from billing.export import receipts_json
@@ -18,6 +22,21 @@ from walkout.config import Store, load_store
 from walkout.messages import CartClosed, CartLine, SessionOpened
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-store.yaml"
+SKUS_ALL = [
+    "cola-330",
+    "water-500",
+    "ojuice-500",
+    "sandwich-ham",
+    "choc-milk",
+    "gummy-200",
+    "coffee-250",
+    "tissues-80",
+]
+
+
+@functools.cache
+def demo_catalog() -> Catalog:
+    return Catalog(load_store(CONFIG).cfg)
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +373,30 @@ def test_cart_of_another_store_is_refused(store: Store, tmp_path: Path) -> None:
     with pytest.raises(BillingError, match="store 'elsewhere'"):
         b.settle(other)
     assert b.receipt_by_checkout("co-1") is None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    picks=st.lists(
+        st.tuples(st.sampled_from(SKUS_ALL), st.integers(min_value=1, max_value=9)),
+        min_size=0,
+        max_size=8,
+    ),
+    seed=st.randoms(use_true_random=False),
+)
+def test_pricing_invariants(picks: list[tuple[str, int]], seed: random.Random) -> None:
+    """Totals add up, nothing is negative, tax is the per-line formula, order does not matter."""
+    catalog = demo_catalog()
+    lines = [CartLine(sku=s, quantity=q) for s, q in picks]
+    priced = catalog.price(lines)
+    shuffled = list(lines)
+    seed.shuffle(shuffled)
+    again = catalog.price(shuffled)
+    assert again.total_minor == priced.total_minor and again.tax_minor == priced.tax_minor
+    assert priced.total_minor == priced.subtotal_minor - priced.discount_minor
+    for x in priced.lines:
+        assert 0 <= x.discount_minor <= x.quantity * x.unit_price_minor
+        assert x.total_minor == x.quantity * x.unit_price_minor - x.discount_minor
+        assert x.tax_minor == inclusive_tax(x.total_minor, x.tax_rate_bp)
+        assert 0 <= x.tax_minor <= x.total_minor
+    assert sum(x.quantity for x in priced.lines) == sum(q for _, q in picks)

@@ -164,3 +164,25 @@ def test_cli_settlement_report_and_reconcile(
     text = (out / "settlement-mismatches.csv").read_text()
     assert text.count("refund_not_settled") == 1 and len(text.splitlines()) == 2
     assert run("reconcile", "--report", str(tmp_path / "nope.csv")) == 2
+
+
+def test_a_receipt_collected_twice_is_a_duplicate(tmp_path: Path) -> None:
+    """Our own bug (two collections for one receipt) shows even when the report agrees."""
+    b, provider = settled_day(tmp_path, seed=7)
+    r = b.receipt("R-000002")
+    assert r is not None and r.status == "paid"
+    with b.db.transaction():
+        b._plan(
+            "chg:extra",
+            "charge",
+            session_id=r.session_id,
+            account_id=r.account_id,
+            amount_minor=100,
+            checkout_id=r.checkout_id,
+            receipt_no=r.receipt_no,
+        )
+    b.resume()
+    findings = reconcile(b.db, provider.settlement_report(DAY))
+    assert [(f.kind, f.receipt_no, f.actual_minor) for f in findings] == [
+        ("duplicate", "R-000002", r.total_minor + 100)
+    ]
