@@ -34,7 +34,10 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    service = FusionService(store, data, health_every_s=args.health_every_s)
+    from fusion.params import FusionParams
+
+    params = FusionParams.from_store(store, evidence=args.evidence)
+    service = FusionService(store, data, params=params, health_every_s=args.health_every_s)
     try:
         service.start()
     except (KeyError_, LinkError, OSError) as exc:
@@ -64,5 +67,11 @@ def register(sub: Any, area: str, help_text: str) -> None:
     run.add_argument("--data", help="data folder for the log, state and outbox (var/fusion)")
     run.add_argument(
         "--health-every-s", type=float, default=5.0, help="seconds between health log lines"
+    )
+    run.add_argument(
+        "--evidence",
+        choices=("fused", "vision", "weight"),
+        default="fused",
+        help="ablation for evaluation: use only vision or only weight (default: fused)",
     )
     run.set_defaults(handler=_run)

@@ -181,10 +181,14 @@ class FusionCore:
         elif isinstance(msg, GateEvent):
             return self._gate(msg)
         elif isinstance(msg, ShelfInteraction):
+            if self.p.evidence == "weight":
+                return []
             self._shelf(
                 _Pending(msg.interaction_id, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, msg)
             )
         elif isinstance(msg, WeightChange):
+            if self.p.evidence == "vision":
+                return []
             wid = weight_change_id(msg.plate_id, msg.start_ts_ns)
             self._shelf(_Pending(wid, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, weight=msg))
         return []
@@ -391,8 +395,14 @@ class FusionCore:
                 s, leaving = owner, track.key
                 break
         if s is None:
-            self.stats.unmatched_exits += 1
-            return
+            # No scan and no tracked person at the gate (tracking lost, camera dark): when one
+            # shopper is inside, nobody else can be leaving on an account; with several, the
+            # exit stays unmatched and is counted rather than guessed.
+            inside = [x for x in self._open_sorted() if not x.exited and x.entry_ts_ns <= ts]
+            if len(inside) != 1:
+                self.stats.unmatched_exits += 1
+                return
+            s = inside[0]
         s.exits += 1
         s.first_exit_ts_ns = s.first_exit_ts_ns if s.first_exit_ts_ns is not None else ts
         s.exit_ts_ns = ts
@@ -570,6 +580,15 @@ class FusionCore:
             if best is not None:
                 found.append((*best, s.session_id))
         if not found:
+            # Nobody tracked near the lane (overhead view lost): with exactly one shopper
+            # inside at that time nobody else can have taken it; otherwise it stays unassigned.
+            inside = [
+                s
+                for s in shoppers
+                if s.entry_ts_ns <= end and (s.exit_ts_ns is None or s.exit_ts_ns >= start)
+            ]
+            if len(inside) == 1:
+                return Association(inside[0].session_id, 0.9, False)
             return None
         found.sort()
         within = [(d, sid) for d, reach, sid in found if reach <= p.reach_radius_m]

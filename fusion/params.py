@@ -38,6 +38,9 @@ class FusionParams:
     vision_only_cap: float = 0.9
     weight_only_cap: float = 0.9
     disagreement_factor: float = 0.8
+    # Ablation for evaluation: "fused" uses everything; "vision" ignores weight changes and
+    # "weight" ignores shelf interactions (the other messages still arrive and are logged).
+    evidence: str = "fused"
 
     @classmethod
     def from_store(cls, store: Any, **overrides: Any) -> FusionParams:

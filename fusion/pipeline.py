@@ -37,7 +37,9 @@ class Pipeline:
         self.latest: dict[str, int] = {}
         self.ended: set[str] = set()
         self.watermark_ns = 0
-        self._heap: list[tuple[int, int, AnyMessage]] = []
+        # (event time, source, seq, arrival): ties between sources break the same way on every
+        # run whatever the network interleaving, so replays stay deterministic.
+        self._heap: list[tuple[int, str, int, int, AnyMessage]] = []
         self._arrival = 0
         self.events_in = 0
         self.late = 0
@@ -69,7 +71,7 @@ class Pipeline:
             step.outputs.extend(self.core.apply(msg))
             step.applied += 1
         else:
-            heapq.heappush(self._heap, (ts, self._arrival, msg))
+            heapq.heappush(self._heap, (ts, src, msg.seq, self._arrival, msg))
             self._arrival += 1
         wm = self._compute_watermark()
         if wm > self.watermark_ns or step.applied:
@@ -80,7 +82,7 @@ class Pipeline:
     def _release(self, step: Step) -> None:
         heap, wm, core = self._heap, self.watermark_ns, self.core
         while heap and heap[0][0] <= wm:
-            _, _, msg = heapq.heappop(heap)
+            msg = heapq.heappop(heap)[-1]
             # Let the core settle everything strictly before this message's time first.
             step.outputs.extend(core.advance(msg.event_ts_ns - 1))
             step.outputs.extend(core.apply(msg))
