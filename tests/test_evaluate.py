@@ -131,7 +131,15 @@ def _run(folder: Path) -> None:
             )
         )
         + "\n"
-        + json.dumps({"type": "WeightChange", "lane_id": "G1-L00"})
+        + json.dumps(
+            {
+                "type": "WeightChange",
+                "lane_id": "G1-L00",
+                "delta_g": -690.0,
+                "start_ts_ns": 10 * S,
+                "end_ts_ns": 11 * S,
+            }
+        )
         + "\n"
     )
     (folder / "latency_ms.json").write_text(json.dumps([1.0, 1.5, 2.0, 9.0]))
@@ -147,6 +155,7 @@ def test_eval_cli_scores_and_writes_the_report(tmp_path: Path, capsys: object) -
     assert summary["line_counts"] == {"tp": 2, "fp": 1, "fn": 1}
     assert summary["exact_receipts"] == 0.5 and summary["review_rate"] == 0.5
     assert summary["event_counts"] == {"tp": 1, "fp": 1, "fn": 1}
+    assert summary["plate_step_counts"] == {"tp": 1, "fp": 0, "fn": 1}
     assert summary["confusions"] == [{"true": "cola-440", "predicted": "cola-330", "count": 1}]
     for png in ("f1_per_family.png", "sku_confusions.png", "latency.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

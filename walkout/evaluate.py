@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from walkout.recording import Recording, RecordingError, Truth
-from walkout.scoring import PredictedEvent, PredictedReceipt, Score, score_run
+from walkout.scoring import PredictedEvent, PredictedReceipt, PredictedStep, Score, score_run
 
 RECEIPTS = "receipts.json"
 CARTS = "carts.jsonl"
@@ -97,6 +97,14 @@ def load_events(run: Path) -> list[PredictedEvent]:
     return out
 
 
+def load_steps(run: Path) -> list[PredictedStep]:
+    return [
+        PredictedStep(m["lane_id"], float(m["delta_g"]), int(m["start_ts_ns"]), int(m["end_ts_ns"]))
+        for m in _jsonl(run / EVENTS)
+        if m.get("type") == "WeightChange"
+    ]
+
+
 def load_assignments(run: Path) -> dict[str, str]:
     return {
         a["evidence_id"]: a["account_id"] for a in _jsonl(run / ASSIGNMENTS) if a.get("account_id")
@@ -104,7 +112,9 @@ def load_assignments(run: Path) -> dict[str, str]:
 
 
 def score_folder(truth: Truth, run: Path) -> Score:
-    return score_run(truth, load_receipts(run), load_events(run), load_assignments(run))
+    return score_run(
+        truth, load_receipts(run), load_events(run), load_assignments(run), load_steps(run)
+    )
 
 
 # ------------------------------------------------------------------ report
@@ -179,13 +189,15 @@ def _row(s: Score) -> str:
     return (
         f"| {s.family} | {s.visits} | {s.lines.f1:.3f} | {s.lines.precision:.3f} | "
         f"{s.lines.recall:.3f} | {s.exact_rate:.1%} | {s.events.precision:.3f} | "
-        f"{s.events.recall:.3f} | {s.association_accuracy:.3f} | {s.review_rate:.1%} |"
+        f"{s.events.recall:.3f} | {s.plate_steps.precision:.3f} | {s.plate_steps.recall:.3f} | "
+        f"{s.association_accuracy:.3f} | {s.review_rate:.1%} |"
     )
 
 
 HEADER = (
-    "| family | visits | line F1 | precision | recall | exact receipts | event P | event R "
-    "| association | review rate |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| family | visits | line F1 | precision | recall | exact receipts | vision event P "
+    "| vision event R | plate step P | plate step R | association | review rate |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -248,8 +260,9 @@ def _eval(args: argparse.Namespace) -> int:
     assert isinstance(o, dict)
     print(
         f"{truth.family}: receipt line F1 {o['line_f1']:.3f} (P {o['line_precision']:.3f}, "
-        f"R {o['line_recall']:.3f}), exact receipts {o['exact_receipts']:.0%}, events P "
-        f"{o['event_precision']:.3f} R {o['event_recall']:.3f}, association "
+        f"R {o['line_recall']:.3f}), exact receipts {o['exact_receipts']:.0%}, vision events P "
+        f"{o['event_precision']:.3f} R {o['event_recall']:.3f}, plate steps P "
+        f"{o['plate_step_precision']:.3f} R {o['plate_step_recall']:.3f}, association "
         f"{o['association_accuracy']:.3f}, review rate {o['review_rate']:.0%}"
     )
     print(f"report: {out / 'report.md'}")

@@ -44,6 +44,16 @@ class PredictedEvent:
     end_ts_ns: int
 
 
+@dataclass(frozen=True)
+class PredictedStep:
+    """A weight-plate step: negative delta_g when something left the shelf."""
+
+    lane_id: str
+    delta_g: float
+    start_ts_ns: int
+    end_ts_ns: int
+
+
 @dataclass
 class Counts:
     tp: int = 0
@@ -140,6 +150,7 @@ class Score:
     lines: Counts = field(default_factory=Counts)
     exact: int = 0
     events: Counts = field(default_factory=Counts)
+    plate_steps: Counts = field(default_factory=Counts)
     associated: int = 0  # matched true events whose evidence reached the right account
     association_total: int = 0
     reviewed: int = 0
@@ -151,6 +162,7 @@ class Score:
         self.lines.add(other.lines)
         self.exact += other.exact
         self.events.add(other.events)
+        self.plate_steps.add(other.plate_steps)
         self.associated += other.associated
         self.association_total += other.association_total
         self.reviewed += other.reviewed
@@ -179,10 +191,13 @@ class Score:
             "exact_receipts": round(self.exact_rate, 4),
             "event_precision": round(self.events.precision, 4),
             "event_recall": round(self.events.recall, 4),
+            "plate_step_precision": round(self.plate_steps.precision, 4),
+            "plate_step_recall": round(self.plate_steps.recall, 4),
             "association_accuracy": round(self.association_accuracy, 4),
             "review_rate": round(self.review_rate, 4),
             "line_counts": asdict(self.lines),
             "event_counts": asdict(self.events),
+            "plate_step_counts": asdict(self.plate_steps),
             "confusions": [
                 {"true": t, "predicted": p, "count": n}
                 for (t, p), n in sorted(self.confusions.items())
@@ -205,11 +220,41 @@ def _confusions(true: Mapping[str, int], pred: Mapping[str, int]) -> Counter[tup
     return out
 
 
+def match_steps(truth: Sequence[TruthInteraction], steps: Sequence[PredictedStep]) -> Counts:
+    """True picks and puts against plate steps of the same lane and direction, one to one."""
+    c = Counts()
+    used: set[int] = set()
+    for t in sorted(truth, key=lambda x: x.start_ts_ns):
+        if t.kind == "touch" or t.quantity <= 0:
+            continue
+        want_neg = t.kind == "pick"
+        hit = next(
+            (
+                i
+                for i, s in enumerate(steps)
+                if i not in used
+                and s.lane_id == t.lane_id
+                and (s.delta_g < 0) == want_neg
+                and s.end_ts_ns >= t.start_ts_ns - EVENT_SLACK_NS
+                and s.start_ts_ns <= t.end_ts_ns + EVENT_SLACK_NS
+            ),
+            None,
+        )
+        if hit is None:
+            c.fn += 1
+        else:
+            used.add(hit)
+            c.tp += 1
+    c.fp = len(steps) - len(used)
+    return c
+
+
 def score_run(
     truth: Truth,
     receipts: Sequence[PredictedReceipt],
     events: Sequence[PredictedEvent],
     assigned: Mapping[str, str] | None = None,
+    steps: Sequence[PredictedStep] = (),
 ) -> Score:
     """``assigned`` maps evidence ids to the account fusion gave them to (puts included); by
     default it is read from the receipts' line evidence, which only shows what stayed in a cart."""
@@ -238,4 +283,5 @@ def score_run(
         s.association_total += 1
         s.associated += account_of_evidence.get(e.evidence_id) == t.account_id
     s.events.fp += len(unmatched)
+    s.plate_steps = match_steps(truth.interactions, steps)
     return s
