@@ -99,7 +99,7 @@ def build_truth(store: Store, sc: Scenario) -> Truth:
                 account_id=members[0].account_id,
                 group_id=gid,
                 entry_ts_ns=min(m.entry_ts_ns for m in members),
-                exit_ts_ns=min(m.exit_ts_ns for m in members),
+                exit_ts_ns=max(m.exit_ts_ns for m in members),
                 lines=tuple(ReceiptLine(sku=k, quantity=q) for k, q in sorted(counts.items())),
             )
         )

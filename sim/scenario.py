@@ -37,6 +37,7 @@ ARM_OUT_S = 0.35  # arm from the side to the lane front
 ARM_IN_S = 0.2  # lane front to the target unit
 REST_S = 0.35  # pause between two reaches
 OUTSIDE_M = 0.9  # how far outside the gate line a shopper appears and vanishes
+ENTRY_GAP_S = 2.0  # least time between two visits scanning in at the entry gate
 
 Kind = Literal["pick", "put", "touch"]
 
@@ -550,16 +551,22 @@ def _single(b: _Builder) -> None:
 def _busy(b: _Builder) -> None:
     n = int(b.rng.integers(4, 9))
     spread = max(1.0, b.duration_s * 0.4)
-    while len(b.specs) < n:
-        size = int(b.rng.choice([1, 1, 1, 2, 3]))
-        size = min(size, n - len(b.specs))
-        for i in b.group(size, float(b.rng.uniform(0.3, spread))):
+    sizes: list[int] = []
+    while sum(sizes) < n:
+        sizes.append(min(int(b.rng.choice([1, 1, 1, 2, 3])), n - sum(sizes)))
+    starts = sorted(float(x) for x in b.rng.uniform(0.3, spread, len(sizes)))
+    t_free = 0.0
+    for size, start in zip(sizes, starts, strict=True):
+        # one visit at a time through the entry gate: the next scan waits for the last member
+        start = max(start, t_free)
+        t_free = start + 0.8 * (size - 1) + ENTRY_GAP_S
+        for i in b.group(size, start):
             b.shopping_stops(i, int(b.rng.integers(1, 3)))
 
 
 def _same_shelf(b: _Builder) -> None:
     lane = b.lane()
-    for k, i in enumerate(b.group(1, 0.5) + b.group(1, 1.5)):
+    for k, i in enumerate(b.group(1, 0.5) + b.group(1, 0.5 + ENTRY_GAP_S)):
         b.specs[i].stops.append(
             StopSpec(
                 lane,
@@ -574,7 +581,7 @@ def _same_shelf(b: _Builder) -> None:
 def _crossing(b: _Builder) -> None:
     left, right = b.pair_lanes()
     (a,) = b.group(1, 0.5)
-    (c,) = b.group(1, 1.4)
+    (c,) = b.group(1, 0.5 + ENTRY_GAP_S)
     b.specs[a].stops.append(
         StopSpec(
             left,
@@ -595,7 +602,7 @@ def _crossing(b: _Builder) -> None:
 
 def _handoff(b: _Builder) -> None:
     (a,) = b.group(1, 0.5)
-    (c,) = b.group(1, 1.0)
+    (c,) = b.group(1, 0.5 + ENTRY_GAP_S)
     lane = b.lane()
     b.specs[a].stops.append(StopSpec(lane, [ReachSpec("pick", 1, tag="handoff")], optional=False))
     sx, sy = stand_point(b.store, lane)

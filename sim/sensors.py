@@ -77,7 +77,8 @@ def plate_rows(store: Store, sc: Scenario) -> list[tuple[int, str, float]]:
 
 
 def gate_records(store: Store, sc: Scenario) -> list[GateRecord]:
-    """One entry per visit (group) with its account, one exit per visit when it leaves."""
+    """One entry per visit (the account holder scans for the whole group, ``group_size``
+    members) and one exit per person crossing the exit gate (no account seen at exit)."""
     entry_gate = next(g for g in store.cfg.gates if g.kind == "entry")
     exit_gate = next(g for g in store.cfg.gates if g.kind == "exit")
     gy_in, gy_out = gate_y(store, "entry"), gate_y(store, "exit")
@@ -87,9 +88,7 @@ def gate_records(store: Store, sc: Scenario) -> list[GateRecord]:
     out: list[GateRecord] = []
     for members in visits.values():
         first_in = min(members, key=lambda i: sc.timelines[i].entry_s)
-        first_out = min(members, key=lambda i: sc.timelines[i].exit_s)
         spec_in = sc.shoppers[first_in]
-        spec_out = sc.shoppers[first_out]
         out.append(
             GateRecord(
                 ts_ns=sc.ts_ns(sc.timelines[first_in].entry_s),
@@ -100,15 +99,16 @@ def gate_records(store: Store, sc: Scenario) -> list[GateRecord]:
                 xy_m=(round(spec_in.gate_x_m, 3), gy_in),
             )
         )
-        out.append(
-            GateRecord(
-                ts_ns=sc.ts_ns(sc.timelines[first_out].exit_s),
-                gate_id=exit_gate.id,
-                kind="exit",
-                account_id=None,
-                group_size=len(members),
-                xy_m=(round(spec_out.exit_x_m, 3), gy_out),
+        for i in members:
+            out.append(
+                GateRecord(
+                    ts_ns=sc.ts_ns(sc.timelines[i].exit_s),
+                    gate_id=exit_gate.id,
+                    kind="exit",
+                    account_id=None,
+                    group_size=1,
+                    xy_m=(round(sc.shoppers[i].exit_x_m, 3), gy_out),
+                )
             )
-        )
     out.sort(key=lambda g: (g.ts_ns, g.gate_id))
     return out
