@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from billing.db import Database
+from billing.db import Database, StorageError
 from billing.export import receipts_json
 from billing.reconcile import post_settlement, reconcile, write_csv, write_html
 from billing.render import money, receipt_html, receipt_text
@@ -196,9 +196,21 @@ def _export(args: argparse.Namespace) -> int:
 
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
+        from walkout.config import ConfigError
+        from walkout.keys import KeyError_
+        from walkout.link import LinkError
+
         try:
             return int(fn(args))
-        except (BillingError, FileNotFoundError, ValueError) as exc:
+        except (
+            BillingError,
+            ConfigError,
+            KeyError_,
+            LinkError,
+            StorageError,
+            OSError,
+            ValueError,
+        ) as exc:
             print(f"walkout billing: {exc}", file=sys.stderr)
             return 2
 
