@@ -3,6 +3,7 @@ cameras can see, every family's defining situation, and the training-set export.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
@@ -241,3 +242,17 @@ def test_dataset_export(store: Store, tmp_path: Path) -> None:
     b = cv2.imread(str(val[0]))
     assert a.shape == (360, 640, 3) and not np.array_equal(a, b)
     assert (tmp_path / "contact_sheet_train.png").exists()
+
+
+def test_gates_one_scan_per_visit_one_exit_per_person(store: Store) -> None:
+    for seed in range(3):
+        sc = plan(store, "busy", seed, 60.0)
+        gates = gate_records(store, sc)
+        entries = [g for g in gates if g.kind == "entry"]
+        exits = [g for g in gates if g.kind == "exit"]
+        assert sum(g.group_size for g in entries) == len(sc.shoppers) == len(exits)
+        assert len(entries) == len({s.group_id for s in sc.shoppers})
+        assert all(g.account_id for g in entries) and not any(g.account_id for g in exits)
+        ts = [g.ts_ns for g in entries]
+        assert all(b - a >= 1_900_000_000 for a, b in itertools.pairwise(ts))
+        assert [g.ts_ns for g in gates] == sorted(g.ts_ns for g in gates)
