@@ -1,19 +1,23 @@
 """Reconciling a day: a clean report gives no finding; every injected fault is found, nothing else.
 
 A day of visits is settled through the simulated provider (holds, captures, charges above the
-hold, refunds); its settlement report is then damaged on purpose, one fault of each kind at a
-seeded random place, and the findings must be exactly the injected faults.
+hold, refunds); its settlement report is then damaged on purpose, hypothesis choosing how many
+faults of each kind (none to three) and where, and the findings must be exactly the injected
+faults, counted per kind and idempotency key.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from billing.reconcile import post_settlement, reconcile, write_csv, write_html
+from billing.reconcile import KINDS, post_settlement, reconcile, write_csv, write_html
 from billing.settle import Billing
 from billing.simprovider import SimulatedProvider, read_report, utc_day, write_report
 from billing.simulation import DAY0_NS, visits
@@ -59,57 +63,102 @@ def test_clean_day_has_no_findings(tmp_path: Path) -> None:
     assert b.ledger.check() == []
 
 
+Faults = dict[str, int]
+
+
 def inject(
-    rows: list[dict[str, str]], rng: random.Random
-) -> tuple[list[dict[str, str]], set[tuple[str, str]]]:
-    """Damage a report: one fault of each kind; returns the rows and the expected findings."""
+    rows: list[dict[str, str]], rng: random.Random, counts: Faults
+) -> tuple[list[dict[str, str]], Counter[tuple[str, str]]]:
+    """Damage a report with ``counts[kind]`` faults of each kind, at distinct rows chosen by
+    ``rng``; returns the rows and the findings expected, as (kind, idempotency key)."""
     rows = [dict(r) for r in rows]
-    expected: set[tuple[str, str]] = set()
+    expected: Counter[tuple[str, str]] = Counter()
     charges = [r for r in rows if r["type"] == "charge"]
     refunds = [r for r in rows if r["type"] == "refund"]
-    dropped, changed, doubled = rng.sample(charges, 3)
-    # Missing capture: the charge and its fee never settled.
-    rows = [
-        r
-        for r in rows
-        if r["source_id"] != dropped["source_id"]
-        or r["type"] not in ("charge", "fee")
-        or r["idempotency_key"] != dropped["idempotency_key"]
-    ]
-    expected.add(("missing_capture", dropped["reference"]))
-    changed["amount_minor"] = str(int(changed["amount_minor"]) - 1)
-    expected.add(("amount_mismatch", changed["reference"]))
-    rows.append({**doubled, "balance_transaction_id": "txn_dup_1"})
-    expected.add(("duplicate", doubled["reference"]))
-    lost = rng.choice(refunds)
-    rows.remove(lost)
-    expected.add(("refund_not_settled", lost["reference"]))
-    rows.append(
-        {
-            **charges[0],
-            "balance_transaction_id": "txn_x",
-            "source_id": "pay_unknown",
-            "idempotency_key": "someone-else",
-            "reference": "R-X",
-            "amount_minor": "777",
-        }
+    n_drop, n_change, n_double = (
+        counts.get("missing_capture", 0),
+        counts.get("amount_mismatch", 0),
+        counts.get("duplicate", 0),
     )
-    expected.add(("orphan_settlement_line", "R-X"))
+    picked = rng.sample(charges, n_drop + n_change + n_double)
+    dropped = picked[:n_drop]
+    changed = picked[n_drop : n_drop + n_change]
+    doubled = picked[n_drop + n_change :]
+    gone = {(d["idempotency_key"], t) for d in dropped for t in ("charge", "fee")}
+    # A missing capture: the charge and its fee never settled.
+    rows = [r for r in rows if (r["idempotency_key"], r["type"]) not in gone]
+    expected.update(("missing_capture", d["idempotency_key"]) for d in dropped)
+    for c in changed:
+        c["amount_minor"] = str(int(c["amount_minor"]) + rng.choice((-1, 1, 100)))
+        expected[("amount_mismatch", c["idempotency_key"])] += 1
+    for i, d in enumerate(doubled):
+        rows.insert(rng.randrange(len(rows)), {**d, "balance_transaction_id": f"txn_dup_{i}"})
+        expected[("duplicate", d["idempotency_key"])] += 1
+    for lost in rng.sample(refunds, counts.get("refund_not_settled", 0)):
+        rows.remove(lost)
+        expected[("refund_not_settled", lost["idempotency_key"])] += 1
+    for i in range(counts.get("orphan_settlement_line", 0)):
+        kind = rng.choice(("charge", "refund"))
+        rows.append(
+            {
+                **charges[0],
+                "type": kind,
+                "balance_transaction_id": f"txn_x{i}",
+                "source_id": f"pay_unknown_{i}",
+                "idempotency_key": f"someone-else-{i}",
+                "reference": "R-X",
+                "amount_minor": str(777 if kind == "charge" else -777),
+            }
+        )
+        expected[("orphan_settlement_line", f"someone-else-{i}")] += 1
     return rows, expected
 
 
-@pytest.mark.parametrize("seed", [2, 3, 4])
-def test_injected_faults_are_found_and_nothing_else(tmp_path: Path, seed: int) -> None:
-    b, provider = settled_day(tmp_path, seed)
-    report = write_report(tmp_path / "settlement.csv", provider.settlement_report(DAY))
-    rows, expected = inject(read_report(report), random.Random(seed))
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Billing, list[dict[str, str]]]:
+    b, provider = settled_day(tmp_path_factory.mktemp("day"), seed=2)
+    rows = provider.settlement_report(DAY)
+    assert len([r for r in rows if r["type"] == "refund"]) >= 3
+    return b, rows
+
+
+fault_counts = st.fixed_dictionaries(
+    {
+        "missing_capture": st.integers(0, 3),
+        "amount_mismatch": st.integers(0, 3),
+        "duplicate": st.integers(0, 3),
+        "refund_not_settled": st.integers(0, 3),
+        "orphan_settlement_line": st.integers(0, 2),
+    }
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(counts=fault_counts, seed=st.integers(0, 2**32))
+def test_injected_faults_are_found_and_nothing_else(
+    day: tuple[Billing, list[dict[str, str]]], counts: Faults, seed: int
+) -> None:
+    b, clean = day
+    rows, expected = inject(clean, random.Random(seed), counts)
     findings = reconcile(b.db, rows)
-    assert {(f.kind, f.receipt_no) for f in findings} == expected
-    assert len(findings) == len(expected)
+    assert Counter((f.kind, f.op_key) for f in findings) == expected
+
+
+def test_findings_are_written_as_csv_and_html(
+    day: tuple[Billing, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    b, clean = day
+    counts = dict.fromkeys(KINDS, 1)
+    rows, expected = inject(clean, random.Random(1), counts)
+    findings = reconcile(b.db, rows)
+    assert len(findings) == sum(expected.values()) == len(KINDS)
     csv_path = write_csv(tmp_path / "out" / "m.csv", findings)
     html_path = write_html(tmp_path / "out" / "m.html", findings, "day")
     assert len(csv_path.read_text().splitlines()) == len(findings) + 1
-    assert "orphan_settlement_line" in html_path.read_text()
+    page = html_path.read_text()
+    assert all(f"<li>{k}: 1</li>" in page for k in KINDS)
 
 
 def test_unanswered_capture_is_a_missing_capture(tmp_path: Path) -> None:
