@@ -141,6 +141,15 @@ class Billing:
     def _receipt_for(self, msg: CartClosed) -> Receipt:
         existing = self.receipt_by_checkout(msg.checkout_id)
         if existing is not None:
+            if existing.revision == 0 and _cart_key(msg.lines) != _cart_key(
+                [CartLine(sku=x.sku, quantity=x.quantity) for x in existing.lines]
+            ):
+                log.warning(
+                    "checkout %s arrived again with other lines; receipt %s stands as first "
+                    "settled (correct it by review or refund)",
+                    msg.checkout_id,
+                    existing.receipt_no,
+                )
             return existing
         if msg.store_id != self.settings.store_id:
             raise BillingError(
@@ -747,6 +756,13 @@ def list_receipts(
         params,
     )
     return [Receipt.from_row(r) for r in rows]
+
+
+def _cart_key(lines: Iterable[CartLine]) -> list[tuple[str, int]]:
+    totals: dict[str, int] = {}
+    for x in lines:
+        totals[x.sku] = totals.get(x.sku, 0) + x.quantity
+    return sorted(totals.items())
 
 
 def _lines_json(lines: Sequence[PricedLine]) -> str:

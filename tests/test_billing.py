@@ -400,3 +400,14 @@ def test_pricing_invariants(picks: list[tuple[str, int]], seed: random.Random) -
         assert x.tax_minor == inclusive_tax(x.total_minor, x.tax_rate_bp)
         assert 0 <= x.tax_minor <= x.total_minor
     assert sum(x.quantity for x in priced.lines) == sum(q for _, q in picks)
+
+
+def test_same_checkout_with_other_lines_keeps_the_first_receipt(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    b = make(store, tmp_path)
+    first = b.settle(cart([("cola-330", 1)]))
+    again = b.settle(cart([("cola-330", 5)]))
+    assert again == first
+    assert "arrived again with other lines" in caplog.text
+    assert [o.kind for o in b.ops(first.receipt_no)] == ["charge"]
