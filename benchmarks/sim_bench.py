@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -79,6 +80,7 @@ def main() -> int:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     store = load_store(args.config)
+    load_before = os.getloadavg()
     one: list[float] = []
     two: list[float] = []
     for r in range(args.rounds):
@@ -86,6 +88,7 @@ def main() -> int:
         two.append(full_round(store, args.scenario, args.seed, args.duration, 2))
         print(f"round {r + 1}: 1 worker {one[-1]:.2f}, 2 workers {two[-1]:.2f} store-s/wall-s")
     frame = per_frame_ms(store, args.scenario, args.seed, args.duration)
+    load_after = os.getloadavg()
     cams = len(store.cfg.cameras)
     fps = store.cfg.cameras[0].fps
     result: dict[str, Any] = {
@@ -101,6 +104,8 @@ def main() -> int:
         "median_1_worker": statistics.median(one),
         "median_2_workers": statistics.median(two),
         "per_frame_ms": frame,
+        # other work on the machine while it ran (1-minute load average before and after)
+        "loadavg_1min_before_after": [load_before[0], load_after[0]],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sim.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -109,7 +114,9 @@ def main() -> int:
     md = markdown_header("Simulator speed benchmark", result["machine"]) + (
         f"\nScenario `{args.scenario}` seed {args.seed}, {args.duration:g} s of store time, "
         f"{cams} cameras at {fps:g} fps ({cams * fps:g} frames per store second), "
-        f"{args.rounds} rounds alternating; medians.\n\n"
+        f"{args.rounds} rounds alternating; medians. 1-minute load average "
+        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after (other work shared the "
+        "cores).\n\n"
         "| full recording (plan, render, mp4v, plates, gates, truth) | store s / wall s | "
         "60 s scenario takes |\n|---|---:|---:|\n"
         f"| 1 worker process | {m1:.2f} | {60 / m1:.1f} s |\n"
