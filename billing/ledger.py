@@ -112,18 +112,18 @@ class Ledger:
         if problems:
             raise LedgerError(problems)
         with self.db.transaction() as db:
-            existing = self.get(txn.txn_id)
-            if existing is not None:
-                if _body(existing) != _body(txn):
+            cur = db.execute(
+                "INSERT INTO ledger_txns(txn_id, kind, ref, memo, reverses, ts_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(txn_id) DO NOTHING",
+                (txn.txn_id, txn.kind, txn.ref, txn.memo, txn.reverses, txn.ts_ns),
+            )
+            if cur.rowcount != 1:
+                existing = self.get(txn.txn_id)
+                if existing is None or _body(existing) != _body(txn):
                     raise LedgerError(
                         [Problem("id_reused", txn.txn_id, "already posted with other entries")]
                     )
                 return False
-            db.execute(
-                "INSERT INTO ledger_txns(txn_id, kind, ref, memo, reverses, ts_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (txn.txn_id, txn.kind, txn.ref, txn.memo, txn.reverses, txn.ts_ns),
-            )
             db.executemany(
                 "INSERT INTO ledger_entries(txn_id, idx, account, amount_minor, currency) "
                 "VALUES (?, ?, ?, ?, ?)",

@@ -17,10 +17,12 @@ status ``review``: nothing is captured until a person approves or corrects it.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,6 +78,8 @@ class Billing:
         self.ledger = Ledger(db)
         self.clock_ns = clock_ns
         self.hook = hook
+        self._followup = False  # set when a call was planned; answers may plan follow-ups
+        self._statuses: dict[str, str] = {}  # receipt statuses set since settle_many began
 
     @classmethod
     def from_store(
@@ -129,16 +133,27 @@ class Billing:
 
     def settle_many(self, msgs: Sequence[CartClosed]) -> list[Receipt]:
         """Settle carts with two group commits (receipts and plans; answers) around the calls."""
+        holds: list[Op | None] = []
         for msg in msgs:
             auth = self._op(f"auth:{msg.session_id}")
             if auth is not None and auth.status == "pending":
                 self._run([auth])  # learn whether the hold exists before planning
-        with self.db.transaction():
-            receipts = [self._receipt_for(msg) for msg in msgs]
+                auth = self._op(auth.op_key)
+            holds.append(auth)
+        with self.db.transaction() as db:
+            numbers = itertools.count(
+                int(db.scalar("SELECT COALESCE(MAX(seq), 0) FROM receipts") or 0) + 1
+            )
+            receipts = [self._receipt_for(msg, hold, numbers) for msg, hold in zip(msgs, holds)]
+        self._statuses.clear()
         self._collect([r.receipt_no for r in receipts])
-        return [self._receipt(r.receipt_no) for r in receipts]
+        out = []
+        for r in receipts:
+            status = self._statuses.get(r.receipt_no, r.status) if r.status != "review" else None
+            out.append(r if status in (None, r.status) else dataclasses.replace(r, status=status))
+        return out
 
-    def _receipt_for(self, msg: CartClosed) -> Receipt:
+    def _receipt_for(self, msg: CartClosed, hold: Op | None, numbers: Iterator[int]) -> Receipt:
         existing = self.receipt_by_checkout(msg.checkout_id)
         if existing is not None:
             if existing.revision == 0 and _cart_key(msg.lines) != _cart_key(
@@ -161,7 +176,7 @@ class Billing:
         review = msg.review or bool(priced.review_reasons) or any(x.review for x in priced.lines)
         if review and not reasons:
             reasons = ("a cart line was flagged for review",)
-        seq = int(self.db.scalar("SELECT COALESCE(MAX(seq), 0) FROM receipts") or 0) + 1
+        seq = next(numbers)
         no = f"{self.settings.receipt_prefix}-{seq:06d}"
         now = self.clock_ns()
         self.db.execute(
@@ -191,10 +206,31 @@ class Billing:
             ),
         )
         self._post_sale(no, 0, priced, now)
-        receipt = self._receipt(no)
+        receipt = Receipt(
+            receipt_no=no,
+            seq=seq,
+            checkout_id=msg.checkout_id,
+            session_id=msg.session_id,
+            account_id=msg.account_id,
+            store_id=msg.store_id,
+            currency=priced.currency,
+            entry_ts_ns=msg.entry_ts_ns,
+            exit_ts_ns=msg.exit_ts_ns,
+            subtotal_minor=priced.subtotal_minor,
+            discount_minor=priced.discount_minor,
+            tax_minor=priced.tax_minor,
+            total_minor=priced.total_minor,
+            review=review,
+            review_reasons=tuple(reasons),
+            status="review" if review else "due",
+            revision=0,
+            lines=priced.lines,
+            settled_ts_ns=now,
+        )
         if not review:
-            self._plan_collection(receipt)
-        return self._receipt(no)
+            # A new receipt: no release of this session's hold can have been planned yet.
+            self._plan_collection(receipt, hold, check_released=False)
+        return receipt
 
     # ---------------------------------------------------------------- review
 
@@ -418,7 +454,7 @@ class Billing:
         tax_minor: int = 0,
     ) -> Op:
         now = self.clock_ns()
-        self.db.execute(
+        cur = self.db.execute(
             "INSERT INTO payment_ops(op_key, kind, session_id, checkout_id, receipt_no, "
             "account_id, currency, amount_minor, target_ref, line_no, tax_minor, status, "
             "provider_ref, provider_ts_ns, attempts, message, created_ts_ns, updated_ts_ns) "
@@ -440,13 +476,36 @@ class Billing:
                 now,
             ),
         )
+        if cur.rowcount == 1:
+            self._followup = True
+            return Op(
+                key,
+                kind,
+                session_id,
+                checkout_id,
+                receipt_no,
+                account_id,
+                self.catalog.currency,
+                amount_minor,
+                target_ref,
+                line_no,
+                tax_minor,
+                "pending",
+                None,
+                None,
+                0,
+                "",
+            )
         op = self._op(key)
         assert op is not None
         return op
 
-    def _plan_collection(self, r: Receipt) -> None:
-        hold = self._op(f"auth:{r.session_id}")
-        released = self._op(f"rel:{r.session_id}") is not None
+    def _plan_collection(
+        self, r: Receipt, hold: Op | None = None, *, check_released: bool = True
+    ) -> None:
+        if check_released:
+            hold = self._op(f"auth:{r.session_id}")
+        released = check_released and self._op(f"rel:{r.session_id}") is not None
         held = hold if hold is not None and hold.status == "succeeded" and not released else None
 
         def plan(key: str, kind: str, amount_minor: int, target_ref: str | None) -> None:
@@ -491,9 +550,8 @@ class Billing:
         if not answers:
             return []
         with self.db.transaction():
-            for op, result in answers:
-                self._record(op, result)
-        return [o for o in (self._op(op.op_key) for op, _ in answers) if o is not None]
+            recorded = [self._record(op, result) for op, result in answers]
+        return [o for o in recorded if o is not None]
 
     def _call(self, op: Op) -> ProviderResult | None:
         p = self.provider
@@ -553,21 +611,22 @@ class Billing:
 
     def _finish(
         self, op: Op, status: str, ref: str | None, ts_ns: int | None, message: str
-    ) -> None:
-        self.db.execute(
+    ) -> bool:
+        """Record an answer; False when the call was no longer pending."""
+        cur = self.db.execute(
             "UPDATE payment_ops SET status = ?, provider_ref = ?, provider_ts_ns = ?, "
-            "attempts = attempts + 1, message = ?, updated_ts_ns = ? WHERE op_key = ?",
+            "attempts = attempts + 1, message = ?, updated_ts_ns = ? "
+            "WHERE op_key = ? AND status = 'pending'",
             (status, ref, ts_ns, message[:500], self.clock_ns(), op.op_key),
         )
+        return bool(cur.rowcount == 1)
 
-    def _record(self, op: Op, result: ProviderResult) -> None:
-        current = self._op(op.op_key)
-        if current is None or current.status != "pending":
-            return  # another worker recorded it first
+    def _record(self, op: Op, result: ProviderResult) -> Op | None:
         ok = result.status == "succeeded"
-        self._finish(
-            op, "succeeded" if ok else "declined", result.ref or None, result.ts_ns, result.message
-        )
+        status = "succeeded" if ok else "declined"
+        ref = result.ref or None
+        if not self._finish(op, status, ref, result.ts_ns, result.message):
+            return None  # another worker recorded it first
         cur = op.currency
         if ok and op.kind in ("capture", "charge"):
             self.ledger.post(
@@ -632,6 +691,14 @@ class Billing:
                 )
         if op.receipt_no is not None and op.kind != "refund":
             self._refresh(op.receipt_no)
+        return dataclasses.replace(
+            op,
+            status=status,
+            provider_ref=ref,
+            provider_ts_ns=result.ts_ns,
+            attempts=op.attempts + 1,
+            message=result.message,
+        )
 
     def _refresh(self, receipt_no: str) -> None:
         rows = self.db.query(
@@ -652,6 +719,7 @@ class Billing:
             self._set_status(receipt_no, "paid")
 
     def _set_status(self, receipt_no: str, status: str) -> None:
+        self._statuses[receipt_no] = status
         self.db.execute(
             "UPDATE receipts SET status = ?, updated_ts_ns = ? WHERE receipt_no = ? "
             "AND status <> 'review'",
@@ -694,9 +762,12 @@ class Billing:
 
     def _collect(self, receipt_nos: Sequence[str]) -> None:
         """Make the receipts' pending calls; again for follow-ups their answers planned."""
+        ops = self._pending_for(receipt_nos)
         for _ in range(3):
-            if not self._run(self._pending_for(receipt_nos)):
+            self._followup = False
+            if not self._run(ops) or not self._followup:
                 return
+            ops = self._pending_for(receipt_nos)
 
     def _pending_for(self, receipt_nos: Sequence[str]) -> list[Op]:
         out: list[Op] = []

@@ -217,14 +217,23 @@ class SimulatedProvider:
             raise ProviderTimeout(f"simulated provider did not answer {request['op']} ({key})")
         return result
 
-    def _next_id(self, prefix: str, table: str) -> str:
-        n = int(self.db.scalar(f"SELECT COUNT(*) FROM {table}") or 0) + 1
+    def _next_id(self, prefix: str) -> str:
+        n = int(self.db.scalar("SELECT COALESCE(MAX(rowid), 0) FROM payments") or 0) + 1
         return f"{prefix}_{n:08d}"
 
     def _bt(
-        self, kind: str, source: str, reference: str, key: str, amount: int, cur: str, now: int
+        self,
+        kind: str,
+        source: str,
+        reference: str,
+        key: str,
+        amount: int,
+        cur: str,
+        now: int,
+        n: int | None = None,
     ) -> None:
-        n = int(self.db.scalar("SELECT COUNT(*) FROM balance_txns") or 0) + 1
+        if n is None:
+            n = int(self.db.scalar("SELECT COALESCE(MAX(n), 0) FROM balance_txns") or 0) + 1
         self.db.execute(
             "INSERT INTO balance_txns(id, n, type, source_id, reference, idem_key, amount_minor, "
             "fee_minor, net_minor, currency, created_ts_ns, day) "
@@ -250,7 +259,7 @@ class SimulatedProvider:
     ) -> ProviderResult:
         if amount <= 0:
             return ProviderResult("declined", "", 0, now, f"amount must be positive, got {amount}")
-        pid = self._next_id("auth" if kind == "auth" else "pay", "payments")
+        pid = self._next_id("auth" if kind == "auth" else "pay")
         captured = amount if kind == "charge" else 0
         status = "requires_capture" if kind == "auth" else "succeeded"
         self.db.execute(
@@ -264,8 +273,9 @@ class SimulatedProvider:
     def _settle_charge(
         self, pid: str, reference: str, key: str, amount: int, cur: str, now: int
     ) -> None:
-        self._bt("charge", pid, reference, key, amount, cur, now)
-        self._bt("fee", pid, reference, key, -fee_for(amount), cur, now)
+        n = int(self.db.scalar("SELECT COALESCE(MAX(n), 0) FROM balance_txns") or 0) + 1
+        self._bt("charge", pid, reference, key, amount, cur, now, n)
+        self._bt("fee", pid, reference, key, -fee_for(amount), cur, now, n + 1)
 
     def _payment(self, pid: str) -> tuple[str, str, int, int, int, str] | None:
         row = self.db.one(
@@ -320,7 +330,7 @@ class SimulatedProvider:
             "UPDATE payments SET refunded_minor = refunded_minor + ? WHERE id = ?",
             (amount, payment),
         )
-        n = int(self.db.scalar("SELECT COUNT(*) FROM balance_txns WHERE type = 'refund'") or 0)
+        n = int(self.db.scalar("SELECT COALESCE(MAX(n), 0) FROM balance_txns") or 0)
         rid = f"re_{n + 1:08d}"
         self._bt("refund", rid, reference, key, -amount, p[1], now)
         return ProviderResult("succeeded", rid, amount, now)
@@ -359,7 +369,7 @@ class SimulatedProvider:
             exists = db.scalar("SELECT COUNT(*) FROM balance_txns WHERE id = ?", (pay_id,))
             if rows and not exists:
                 net = sum(int(r[7]) for r in rows)
-                n = int(db.scalar("SELECT COUNT(*) FROM balance_txns") or 0) + 1
+                n = int(db.scalar("SELECT COALESCE(MAX(n), 0) FROM balance_txns") or 0) + 1
                 last_ts = max(int(r[9]) for r in rows)
                 db.execute(
                     "INSERT INTO balance_txns(id, n, type, source_id, reference, idem_key, "
