@@ -140,6 +140,8 @@ def test_walkout_billing_run_survives_sigkill(tmp_path: Path) -> None:
             "all paid",
         )
         assert sender.wait_drained(10)
+        assert service.stdout is not None
+        assert b"listening" in service.stdout.readline()  # serving, its handlers installed
         service.send_signal(signal.SIGTERM)
         assert service.wait(15) == 0
     finally:
