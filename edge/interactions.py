@@ -34,6 +34,7 @@ import collections
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +44,7 @@ from edge.lanes import LaneRegions
 from walkout.messages import ShelfInteraction, SkuDelta
 
 I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
 FloorFn = Callable[[str, float], tuple[float, float] | None]
 
 
@@ -54,7 +56,9 @@ class InteractionSettings:
     occlusion_fraction: float = 0.01  # share of a lane an arm/person may cover and still count
     corridor_widen: float = 0.15  # the arm corridor is the hand box widened by this share
     settle_s: float = 2.0  # give up waiting for a clear lane after this long
-    hold_fraction: float = 0.5  # an item is in the hand when this share of it is in the box
+    near_hand: float = 0.6  # a moving item this close to a hand (x the hand's size) is held
+    min_hand_move_px: float = 5.0  # a hand must move this much between frames to carry
+    hold_frames: int = 2  # frames at entry and at exit whose held items count as carried
     confirm_frames: int = 5  # clear frames in a row that confirm a count changed unseen
 
     def __post_init__(self) -> None:
@@ -88,7 +92,12 @@ class _Lane:
     hand_x_px: float = 0.0
     carried_in: I64 | None = None
     carried_out: I64 | None = None
-    held_last: I64 | None = None
+    # what the hand held in frames where that can be told (it moved since the last frame):
+    # the first ones in the lane, and the latest ones after those (in the lane or leaving it)
+    entry_held: list[I64] = field(default_factory=list)
+    later_held: list[I64] = field(default_factory=list)
+    hand_xy: tuple[float, float] = (0.0, 0.0)
+    hand_size_px: float = 0.0
     # the lane's agreed count, and when it was last seen
     stable: I64 | None = None
     stable_ts_ns: int = 0
@@ -107,6 +116,9 @@ class FrameView:
     clear: npt.NDArray[np.bool_]  # [L] nothing covers the lane
     hand_lane: npt.NDArray[np.int64]  # [H] lane index each hand is in (-1: none)
     hand_x_px: npt.NDArray[np.float32]  # [H]
+    hand_xy: npt.NDArray[np.float32]  # [H, 2] centres
+    hand_size_px: npt.NDArray[np.float32]  # [H] the larger side of each hand box
+    hand_moving: npt.NDArray[np.bool_]  # [H] moved since the last frame: ``held`` is known
     held: I64  # [H, S] items each hand holds
 
 
@@ -151,6 +163,9 @@ class ShelfInteractions:
         self.touches = 0
         self.emitted = 0
         self.rebaselines = 0
+        # item centres, their SKU columns and hand centres of the last inferred frame
+        no_pts = np.zeros((0, 2), np.float32)
+        self._prev: tuple[F32, I64, F32] = (no_pts, np.zeros(0, np.int64), no_pts)
 
     # ------------------------------------------------------------ per frame
 
@@ -186,18 +201,21 @@ class ShelfInteractions:
 
         held_by = np.full(len(items), -1, np.int64)
         held = np.zeros((len(hands), n_skus), np.int64)
-        if len(hands) and len(items):
-            ix1 = np.maximum(items[:, None, 0], hands[None, :, 0])
-            iy1 = np.maximum(items[:, None, 1], hands[None, :, 1])
-            ix2 = np.minimum(items[:, None, 2], hands[None, :, 2])
-            iy2 = np.minimum(items[:, None, 3], hands[None, :, 3])
-            inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-            area = np.clip((items[:, 2] - items[:, 0]) * (items[:, 3] - items[:, 1]), 1, None)
-            share = inter / area[:, None]
-            best = share.argmax(axis=1)
-            ok = share[np.arange(len(items)), best] >= self.s.hold_fraction
-            held_by[ok] = best[ok]
+        moving = np.zeros(len(hands), np.bool_)
+        hand_size = np.zeros(len(hands), np.float32)
+        if len(hands):
+            hand_size = np.maximum(hands[:, 2] - hands[:, 0], hands[:, 3] - hands[:, 1])
+        # hands come and go through the bottom edge, where their boxes get clipped: the top
+        # middle of the box moves with the hand
+        hand_c: F32 = np.stack([(hands[:, 0] + hands[:, 2]) / 2, hands[:, 1]], axis=1).astype(
+            np.float32
+        )
+        item_c: F32 = ((items[:, :2] + items[:, 2:]) / 2).astype(np.float32).reshape(-1, 2)
+        if len(hands):
+            held_by, moving = self._held_by(item_c, item_col, items, hands, hand_c, hand_size)
+            ok = held_by >= 0
             np.add.at(held, (held_by[ok], item_col[ok]), 1)
+        self._prev = (item_c.copy(), item_col.copy(), hand_c.copy())
 
         counts = np.zeros((n_lanes, max(n_skus, 1)), np.int64)[:, :n_skus]
         free = held_by < 0
@@ -233,8 +251,57 @@ class ShelfInteractions:
             clear=clear,
             hand_lane=hand_lane,
             hand_x_px=((hands[:, 0] + hands[:, 2]) / 2).astype(np.float32),
+            hand_xy=((hands[:, :2] + hands[:, 2:]) / 2).astype(np.float32).reshape(-1, 2),
+            hand_size_px=hand_size.astype(np.float32),
+            hand_moving=moving,
             held=held,
         )
+
+    def _held_by(
+        self,
+        item_c: F32,
+        item_col: I64,
+        items: F32,
+        hands: F32,
+        hand_c: F32,
+        hand_size: F32,
+    ) -> tuple[I64, npt.NDArray[np.bool_]]:
+        """Which hand (or -1) holds each item: an item next to a moving hand that moved with
+        it since the last frame. A unit the hand merely passes over stays put (or, partly
+        hidden, seems to drift by half the hand's motion at most), so it is not taken for
+        held."""
+        held_by = np.full(len(items), -1, np.int64)
+        moving = np.zeros(len(hands), np.bool_)
+        prev_c, prev_col, prev_hand_c = self._prev
+        if not len(prev_hand_c):
+            return held_by, moving
+        gap = _box_gap(items, hands)
+        best_err = np.full(len(items), np.inf)
+        for h in range(len(hands)):
+            d = np.hypot(*(prev_hand_c - hand_c[h]).T)
+            j = int(d.argmin())
+            step = hand_c[h] - prev_hand_c[j]
+            moved = float(np.hypot(*step))
+            if d[j] > 3 * hand_size[h] or moved < self.s.min_hand_move_px:
+                continue
+            if hands[h, 3] >= self.regions.height - 2 or hands[h, 1] <= 1:
+                continue  # cut off by the image edge: its box does not move with it
+            moving[h] = True
+            near = gap[:, h] <= self.s.near_hand * hand_size[h]
+            if not near.any() or not len(prev_c):
+                continue
+            same = item_col[:, None] == prev_col[None, :]
+            to_moved = np.hypot(
+                *((item_c - step)[:, None, :] - prev_c[None, :, :]).transpose(2, 0, 1)
+            )
+            to_still = np.hypot(*(item_c[:, None, :] - prev_c[None, :, :]).transpose(2, 0, 1))
+            e_move = np.where(same, to_moved, np.inf).min(axis=1)
+            e_stay = np.where(same, to_still, np.inf).min(axis=1)
+            ok = near & (e_move <= max(0.35 * moved, 6.0)) & (e_move < 0.5 * e_stay)
+            better = ok & (e_move < best_err)
+            held_by[better] = h
+            best_err[better] = e_move[better]
+        return held_by, moving
 
     def update(
         self, frame_index: int, ts_ns: int, dets: Detections | None
@@ -250,14 +317,14 @@ class ShelfInteractions:
             in_lane = np.flatnonzero(v.hand_lane == i)
             if len(in_lane):
                 h = int(in_lane[0])
-                self._hand_seen(lane, frame_index, ts_ns, float(v.hand_x_px[h]), v.held[h])
+                self._hand_seen(lane, frame_index, ts_ns, v, h)
             elif lane.phase is Phase.OPEN:
                 lane.missing += 1
                 self._track_exit_hold(lane, v)
                 if lane.missing >= self.s.exit_frames:
                     lane.phase = Phase.CLOSING
-                    lane.carried_out = lane.held_last
             elif lane.phase is Phase.CLOSING:
+                lane.missing += 1
                 self._track_exit_hold(lane, v)
             if lane.phase is Phase.IDLE:
                 if v.clear[i]:
@@ -275,7 +342,8 @@ class ShelfInteractions:
                         out.append(event)
         return out
 
-    def _hand_seen(self, lane: _Lane, frame_index: int, ts_ns: int, x_px: float, held: I64) -> None:
+    def _hand_seen(self, lane: _Lane, frame_index: int, ts_ns: int, v: FrameView, h: int) -> None:
+        held = v.held[h].copy()
         if lane.phase is Phase.IDLE:
             lane.phase = Phase.OPEN
             lane.start_frame, lane.start_ts_ns = frame_index, ts_ns
@@ -284,28 +352,39 @@ class ShelfInteractions:
             else:
                 lane.before = _median(list(lane.history)) if lane.history else None
             lane.odd, lane.odd_frames = [], []
-            lane.carried_in = held.copy()
             lane.after, lane.after_frames = [], []
-        elif lane.phase is Phase.CLOSING:  # the hand came back: same interaction
+            lane.entry_held, lane.later_held = [], []
+        elif lane.phase is Phase.CLOSING or lane.missing:
+            # the hand came back: the same interaction; what it brings now is what it may leave
+            # (it may have been to another lane meanwhile)
             lane.phase = Phase.OPEN
             lane.after, lane.after_frames = [], []
-            # what it brings now is what it may leave (it may have been to another lane)
-            lane.carried_in = held.copy()
+            lane.entry_held, lane.later_held = [], []
+        if v.hand_moving[h]:
+            self._note_held(lane, held)
         lane.missing = 0
         lane.end_frame, lane.end_ts_ns = frame_index, ts_ns
-        lane.hand_x_px = x_px
-        lane.held_last = held.copy()
+        lane.hand_x_px = float(v.hand_x_px[h])
+        lane.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
+        lane.hand_size_px = float(v.hand_size_px[h])
+
+    def _note_held(self, lane: _Lane, held: I64, leaving: bool = False) -> None:
+        if not leaving and not lane.later_held and len(lane.entry_held) < self.s.hold_frames:
+            lane.entry_held.append(held)
+        else:  # a frame is evidence of the entry or of the exit, never of both
+            lane.later_held = [*lane.later_held[-(self.s.hold_frames - 1) :], held]
 
     def _track_exit_hold(self, lane: _Lane, v: FrameView) -> None:
-        """Right after leaving, the hand is still near the lane: what it holds is carried out.
-        Take the most any hand outside a lane holds in the first frames after the exit."""
+        """Right after leaving, the hand is still near where it left the lane (perhaps over
+        another lane already): what it holds then is carried out."""
         if lane.missing > self.s.exit_frames + 1 or not len(v.held):
             return
-        free = v.hand_lane < 0
-        if free.any():
-            most = v.held[free].max(axis=0)
-            base = lane.held_last if lane.held_last is not None else np.zeros_like(most)
-            lane.held_last = np.maximum(base, most)
+        d = np.hypot(v.hand_xy[:, 0] - lane.hand_xy[0], v.hand_xy[:, 1] - lane.hand_xy[1])
+        h = int(d.argmin())
+        if d[h] <= 2.5 * max(lane.hand_size_px, 1.0):
+            lane.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
+            if v.hand_moving[h]:
+                self._note_held(lane, v.held[h].copy(), leaving=True)
 
     def _timeouts(self, ts_ns: int) -> list[ShelfInteraction]:
         out = []
@@ -320,8 +399,6 @@ class ShelfInteractions:
         """End of the stream: finish every interaction with what is known."""
         out = []
         for lane in self.lanes:
-            if lane.phase is Phase.OPEN:
-                lane.carried_out = lane.held_last
             if lane.phase is not Phase.IDLE:
                 event = self._finish(lane)
                 if event is not None:
@@ -413,17 +490,27 @@ class ShelfInteractions:
     def _finish(self, lane: _Lane) -> ShelfInteraction | None:
         n = len(self.sku_classes)
         zero = np.zeros(n, np.int64)
-        carried_in = lane.carried_in if lane.carried_in is not None else zero
-        carried_out = lane.carried_out if lane.carried_out is not None else zero
+        carried_in = _max_rows(lane.entry_held, zero)
+        # what it held at the end; with no later evidence, what it brought
+        carried_out = _max_rows(lane.later_held, carried_in)
+        lane.carried_in, lane.carried_out = carried_in, carried_out
         by_hand = carried_in - carried_out  # what the hand left on the shelf
         after = _median(lane.after) if lane.after else None
-        if lane.before is not None and after is not None:
-            delta = after - lane.before
-            agree = bool(np.array_equal(delta, by_hand))
-            conf = 0.97 if agree else (0.85 if by_hand.any() or delta.any() else 0.9)
-        else:
+        counted = after - lane.before if lane.before is not None and after is not None else None
+        if by_hand.any():
+            # the hand is the better witness of what moved (a unit taken from the front row
+            # can leave the visible count unchanged when the one behind it comes into view);
+            # the count tells the quantity when units in a hand hide each other
             delta = by_hand
-            conf = 0.6
+            conf = 0.8
+            if counted is not None:
+                same = (np.sign(counted) == np.sign(by_hand)) & (by_hand != 0)
+                delta = np.where(same & (np.abs(counted) > np.abs(by_hand)), counted, by_hand)
+                conf = 0.97 if np.array_equal(counted, by_hand) else 0.85
+        elif counted is not None and counted.any():
+            delta, conf = counted, 0.6
+        else:
+            delta, conf = zero, 0.9
         evidence = (
             *lane.before_frames[-1:],
             lane.start_frame,
@@ -459,9 +546,32 @@ class ShelfInteractions:
         lane.phase = Phase.IDLE
         lane.before = None
         lane.after, lane.after_frames = [], []
-        lane.carried_in = lane.carried_out = lane.held_last = None
+        lane.carried_in = lane.carried_out = None
+        lane.entry_held, lane.later_held = [], []
         lane.missing = 0
         return event
+
+
+def _max_rows(rows: list[I64], zero: I64) -> I64:
+    if not rows:
+        return zero
+    out: I64 = np.max(np.stack(rows), axis=0)
+    return out
+
+
+def _dist(a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]) -> F32:
+    """``[A, B]`` distances between points."""
+    d = a[:, None, :] - b[None, :, :]
+    out: F32 = np.hypot(d[..., 0], d[..., 1]).astype(np.float32)
+    return out
+
+
+def _box_gap(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``[A, B]`` distance between boxes (0 where they touch or overlap)."""
+    dx = np.maximum(0, np.maximum(b[None, :, 0] - a[:, None, 2], a[:, None, 0] - b[None, :, 2]))
+    dy = np.maximum(0, np.maximum(b[None, :, 1] - a[:, None, 3], a[:, None, 1] - b[None, :, 3]))
+    out: npt.NDArray[np.float32] = np.hypot(dx, dy).astype(np.float32)
+    return out
 
 
 def _median(rows: list[I64]) -> I64:
