@@ -58,9 +58,8 @@ class SimOracle:
         return [self._one(self._pending[id(img)]) for img in frames]
 
     def _contents(self, rend: Any, camera_id: str, t: float) -> dict[str, list[Any]]:
-        ci, contents = self._state.get(
-            camera_id, (0, {lid: list(self.sc.initial[lid]) for lid in rend.camera.lanes})
-        )
+        start: dict[str, list[Any]] = {lid: list(self.sc.initial[lid]) for lid in rend.camera.lanes}
+        ci, contents = self._state.get(camera_id, (0, start))
         while ci < len(rend.changes) and rend.changes[ci][0] <= t:
             _, lid, removed, added = rend.changes[ci]
             gone = {u.uid for u in removed}
@@ -77,7 +76,7 @@ class SimOracle:
         cam = self.store.cameras[f.camera_id]
         if cam.kind != "shelf":
             return Detections.empty()
-        rend = self._renderers.get(f.camera_id)
+        rend: Any = self._renderers.get(f.camera_id)
         if rend is None:
             rend = self._renderers[f.camera_id] = self._renderer_for(
                 self.store, self.sc, f.camera_id
