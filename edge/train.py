@@ -69,6 +69,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--time-h", float, 1.0, "training time budget in hours (0: epochs only)"),
     Option("--patience", int, 30, "stop after this many epochs without improvement"),
     Option("--batch", int, 32, "training batch size"),
+    # A short CPU budget gives few epochs: a higher learning rate than ultralytics' automatic
+    # choice (tuned for fine-tuning), one warm-up epoch and mosaic off only for the last two.
+    Option("--optimizer", str, "AdamW", "optimizer (ultralytics name, or auto)"),
+    Option("--lr0", float, 0.002, "initial learning rate"),
+    Option("--warmup-epochs", float, 1.0, "learning-rate warm-up epochs"),
+    Option("--close-mosaic", int, 2, "final epochs trained without mosaic augmentation"),
     Option("--workers", int, 2, "dataloader workers"),
     Option("--train-seed", int, 0, "training seed"),
     Option("--run-dir", str, "runs/train/walkout-det", "ultralytics run folder"),
@@ -231,6 +237,10 @@ def train(args: argparse.Namespace, data: Path, run_dir: Path, device: str) -> d
             time=args.time_h or None,
             patience=args.patience,
             batch=args.batch,
+            optimizer=args.optimizer,
+            lr0=args.lr0,
+            warmup_epochs=args.warmup_epochs,
+            close_mosaic=args.close_mosaic,
             workers=args.workers,
             device=device,
             plots=False,
@@ -252,10 +262,43 @@ def train(args: argparse.Namespace, data: Path, run_dir: Path, device: str) -> d
         "time_budget_h": args.time_h,
         "patience": args.patience,
         "batch": args.batch,
+        "optimizer": args.optimizer,
+        "lr0": args.lr0,
         "seed": args.train_seed,
         "wall_s": round(time.monotonic() - started, 1),
         "last_epoch": rows[-1] if rows else {},
     }
+
+
+def weights_provenance(weights: Path) -> dict[str, Any]:
+    """What an ultralytics checkpoint says about the run that made it."""
+    import torch
+
+    ckpt = torch.load(str(weights), map_location="cpu", weights_only=False)
+    targs = ckpt.get("train_args") or {}
+    facts: dict[str, Any] = {
+        "weights": weights.name,
+        "model": targs.get("model"),
+        "epochs_cap": targs.get("epochs"),
+        "time_budget_h": targs.get("time"),
+        "patience": targs.get("patience"),
+        "batch": targs.get("batch"),
+        "optimizer": targs.get("optimizer"),
+        "lr0": targs.get("lr0"),
+        "imgsz": targs.get("imgsz"),
+        "seed": targs.get("seed"),
+        "device": targs.get("device"),
+        "date": ckpt.get("date"),
+    }
+    epoch = ckpt.get("epoch", -1)
+    rows = _results_rows(weights.parent.parent / "results.csv")
+    if isinstance(epoch, int) and epoch >= 0:
+        facts["epochs_run"] = epoch + 1
+    elif rows:
+        facts["epochs_run"] = len(rows)
+    if rows:
+        facts["last_epoch"] = rows[-1]
+    return facts
 
 
 def _results_rows(path: Path) -> list[dict[str, float]]:
@@ -523,12 +566,15 @@ def run(args: argparse.Namespace, data: Path) -> int:
     device = "0" if torch.cuda.is_available() else "cpu"
     if args.weights:
         weights = Path(args.weights)
-        training: dict[str, Any] = {"weights": str(weights), "skipped": True}
-        previous = Path(args.out).with_suffix(".json")
-        if previous.is_file():  # keep the provenance of the run that made these weights
-            training = json.loads(previous.read_text()).get("training", training)
+        if not weights.is_file():
+            raise SystemExit(f"walkout train: --weights {weights} not found")
+        training: dict[str, Any] = weights_provenance(weights)
     else:
+        init = Path(args.model)
+        base = weights_provenance(init) if init.suffix == ".pt" and init.is_file() else None
         training = train(args, data, run_dir, device)
+        if base is not None:
+            training["fine_tuned_from"] = base
         weights = Path(training["weights"])
     if not weights.is_file():
         raise SystemExit(f"walkout train: {weights} not found; training produced no weights")
@@ -629,6 +675,16 @@ def render_card(card: dict[str, Any]) -> str:
         f"- epochs run: {t.get('epochs_run', '?')} (cap {t.get('epochs_cap', '?')}, time budget "
         f"{t.get('time_budget_h', '?')} h, patience {t.get('patience', '?')}), batch "
         f"{t.get('batch', '?')}, device {t.get('device', '?')}, wall {t.get('wall_s', '?')} s",
+        *(
+            [
+                f"- fine-tuned from `{t['fine_tuned_from']['weights']}`, itself trained "
+                f"{t['fine_tuned_from'].get('epochs_run', '?')} epochs from "
+                f"`{t['fine_tuned_from'].get('model')}` (lr0 {t['fine_tuned_from'].get('lr0')}, "
+                f"time budget {t['fine_tuned_from'].get('time_budget_h')} h)"
+            ]
+            if t.get("fine_tuned_from")
+            else []
+        ),
         f"- reproduce: `{card['reproduce']}`",
         "",
         "## Accuracy on the held-out split",
