@@ -49,7 +49,6 @@ SCHEMA: tuple[str, ...] = (
         settled_ts_ns BIGINT NOT NULL,
         updated_ts_ns BIGINT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS receipts_session ON receipts(session_id)",
-    "CREATE INDEX IF NOT EXISTS receipts_account ON receipts(account_id)",
     """CREATE TABLE IF NOT EXISTS receipt_revisions(
         receipt_no TEXT NOT NULL, revision INTEGER NOT NULL,
         lines_json TEXT NOT NULL, total_minor BIGINT NOT NULL,
@@ -76,7 +75,6 @@ SCHEMA: tuple[str, ...] = (
         created_ts_ns BIGINT NOT NULL,
         updated_ts_ns BIGINT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS ops_receipt ON payment_ops(receipt_no)",
-    "CREATE INDEX IF NOT EXISTS ops_session ON payment_ops(session_id)",
     "CREATE INDEX IF NOT EXISTS ops_status ON payment_ops(status)",
     """CREATE TABLE IF NOT EXISTS refunds(
         receipt_no TEXT NOT NULL, line_no INTEGER NOT NULL,
@@ -97,7 +95,6 @@ SCHEMA: tuple[str, ...] = (
         amount_minor BIGINT NOT NULL,
         currency TEXT NOT NULL,
         PRIMARY KEY(txn_id, idx))""",
-    "CREATE INDEX IF NOT EXISTS entries_account ON ledger_entries(account)",
     """CREATE TABLE IF NOT EXISTS ledger_balances(
         account TEXT NOT NULL, currency TEXT NOT NULL, balance_minor BIGINT NOT NULL,
         PRIMARY KEY(account, currency))""",
