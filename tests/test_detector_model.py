@@ -1,9 +1,10 @@
 """The shipped detector on frames the simulator renders with known boxes.
 
-Frames come from a seed the training set never used; each true box must be found by a box of
-the same class at IoU >= 0.5. The floors below sit under the model card's measured figures with
-a margin, so a broken export, a decoding or letterbox regression, or a retrained model that got
-worse fails here.
+Frames come from a seed the training set never used; a true box counts as found when a box of
+the same class overlaps it at IoU >= 0.5. Recall and precision must stay within a margin of
+what the model card measured on the held-out split through the same detector, so a broken
+export, a decoding or letterbox regression, or a card that does not describe the shipped model
+fails here.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ CONFIG = ROOT / "configs" / "demo-store.yaml"
 SEED = 424242  # not a training seed (train 1, val 1001)
 FRAMES = 12
 
-# (file, minimum recall, minimum precision) at the config's thresholds, IoU 0.5, same class
-FLOORS = {
-    "walkout-det.onnx": (0.70, 0.70),
-    "walkout-det-int8.onnx": (0.60, 0.60),
-}
+VARIANTS = ("walkout-det.onnx", "walkout-det-int8.onnx")
+# 12 rendered frames (~250 boxes) against 400 held-out images: sampling noise plus int8 loss
+MARGIN = 0.15
+
+
+def floors() -> tuple[float, float]:
+    card = json.loads((MODELS / "walkout-det.json").read_text())
+    check = card["variants"]["fp32"]["edge_detector_check"]
+    return max(0.0, check["recall"] - MARGIN), max(0.0, check["precision"] - MARGIN)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -57,7 +62,7 @@ def rendered() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     return out
 
 
-@pytest.mark.parametrize("name", sorted(FLOORS))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_shipped_model_finds_rendered_boxes(
     name: str, rendered: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 ) -> None:
@@ -82,8 +87,9 @@ def test_shipped_model_finds_rendered_boxes(
         good_pred += int((iou.max(axis=1) >= 0.5).sum())
     recall = found_true / max(1, total_true)
     precision = good_pred / max(1, total_pred)
-    min_recall, min_precision = FLOORS[name]
+    min_recall, min_precision = floors()
     assert total_true > 100
+    assert found_true > 0, f"{name} found none of {total_true} rendered boxes"
     assert recall >= min_recall, f"{name}: recall {recall:.3f} < {min_recall}"
     assert precision >= min_precision, f"{name}: precision {precision:.3f} < {min_precision}"
 

@@ -93,17 +93,7 @@ def _metrics(ap: float) -> dict[str, Any]:
                 "instances": 10,
             },
         },
-        "lookalikes": [
-            {
-                "pair": ["cola-330", "cola-440"],
-                "ap50": [ap, ap],
-                "ap50_95": [0.5, 0.5],
-                "true cola-330 called cola-440": 3,
-                "true cola-440 called cola-330": 1,
-                "true cola-330 found": 7,
-                "true cola-440 found": 9,
-            }
-        ],
+        "lookalikes": [{"pair": ["cola-330", "cola-440"], "ap50": [ap, ap], "ap50_95": [0.5, 0.5]}],
     }
 
 
@@ -146,6 +136,15 @@ def test_model_card_renders_every_variant_and_the_lookalikes() -> None:
                     "true_positives": 93,
                     "false_positives": 3,
                     "false_negatives": 7,
+                    "iou_threshold": 0.5,
+                    "lookalikes": [
+                        {
+                            "pair": ["cola-330", "cola-440"],
+                            "true": [10, 10],
+                            "found_right": [7, 9],
+                            "called_the_other": [3, 1],
+                        }
+                    ],
                 },
             },
             "int8-dynamic": {
@@ -167,6 +166,38 @@ def test_model_card_renders_every_variant_and_the_lookalikes() -> None:
     md = train.render_card(card)
     assert "| fp32 | `walkout-det.onnx` | 11.0 MB | 0.95 |" in md
     assert "| int8-dynamic | `walkout-det-int8.onnx` | 3.7 MB | 0.94 |" in md
-    assert "cola-330 called cola-440: 3 of 10, cola-440 called cola-330: 1 of 10" in md
+    assert "true cola-330: 7 of 10 found as cola-330, 3 called cola-440" in md
+    assert "- cola-330 / cola-440: AP50 0.95 / 0.95" in md
     assert "precision 0.97, recall 0.93" in md
     assert "reproduce: `walkout train`" in md
+
+
+def test_edge_detector_check_counts_hits_misses_and_lookalike_confusion(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+    from test_detector import BOXES_SCORES, build_model
+
+    model = build_model(tmp_path / "m.onnx", BOXES_SCORES)
+    # the tiny model sees: cola-330 [220,190,420,290], cola-440 [220,194,420,294] and a hand
+    # [60,400,100,440] in a white 640x480 frame
+    data = tmp_path / "ds"
+    (data / "images" / "val").mkdir(parents=True)
+    (data / "labels" / "val").mkdir(parents=True)
+    cv2.imwrite(str(data / "images" / "val" / "a.jpg"), np.full((480, 640, 3), 255, np.uint8))
+    truth = [(0, (220, 190, 420, 290)), (2, (60, 400, 100, 440)), (1, (500, 10, 600, 60))]
+    rows = [
+        f"{c} {(x0 + x1) / 1280} {(y0 + y1) / 960} {(x1 - x0) / 640} {(y1 - y0) / 480}"
+        for c, (x0, y0, x1, y1) in truth
+    ]
+    (data / "labels" / "val" / "a.txt").write_text("\n".join(rows) + "\n")
+    names = ["cola-330", "cola-440", "hand"]
+    check = train.our_path_check(model, data, names, [("cola-330", "cola-440")])
+    assert (check["true_positives"], check["false_positives"], check["false_negatives"]) == (
+        2,
+        1,
+        1,
+    )
+    assert check["lookalikes"] == [
+        {"pair": ["cola-330", "cola-440"], "true": [1, 1], "found_right": [1, 0],
+         "called_the_other": [0, 0]}
+    ]  # fmt: skip
