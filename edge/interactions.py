@@ -163,9 +163,9 @@ class ShelfInteractions:
         self.touches = 0
         self.emitted = 0
         self.rebaselines = 0
-        # item centres, their SKU columns and hand centres of the last inferred frame
-        no_pts = np.zeros((0, 2), np.float32)
-        self._prev: tuple[F32, I64, F32] = (no_pts, np.zeros(0, np.int64), no_pts)
+        # item boxes, their SKU columns and hand boxes of the last inferred frame
+        no_boxes = np.zeros((0, 4), np.float32)
+        self._prev: tuple[F32, I64, F32] = (no_boxes, np.zeros(0, np.int64), no_boxes)
 
     # ------------------------------------------------------------ per frame
 
@@ -210,12 +210,11 @@ class ShelfInteractions:
         hand_c: F32 = np.stack([(hands[:, 0] + hands[:, 2]) / 2, hands[:, 1]], axis=1).astype(
             np.float32
         )
-        item_c: F32 = ((items[:, :2] + items[:, 2:]) / 2).astype(np.float32).reshape(-1, 2)
         if len(hands):
-            held_by, moving = self._held_by(item_c, item_col, items, hands, hand_c, hand_size)
+            held_by, moving = self._held_by(items, item_col, hands, hand_c, hand_size)
             ok = held_by >= 0
             np.add.at(held, (held_by[ok], item_col[ok]), 1)
-        self._prev = (item_c.copy(), item_col.copy(), hand_c.copy())
+        self._prev = (items.copy(), item_col.copy(), hands.copy())
 
         counts = np.zeros((n_lanes, max(n_skus, 1)), np.int64)[:, :n_skus]
         free = held_by < 0
@@ -258,49 +257,51 @@ class ShelfInteractions:
         )
 
     def _held_by(
-        self,
-        item_c: F32,
-        item_col: I64,
-        items: F32,
-        hands: F32,
-        hand_c: F32,
-        hand_size: F32,
+        self, items: F32, item_col: I64, hands: F32, hand_c: F32, hand_size: F32
     ) -> tuple[I64, npt.NDArray[np.bool_]]:
         """Which hand (or -1) holds each item: an item next to a moving hand that moved with
         it since the last frame. A unit the hand merely passes over stays put (or, partly
         hidden, seems to drift by half the hand's motion at most), so it is not taken for
-        held."""
+        held. Motion is read from the box edges the image border does not cut."""
         held_by = np.full(len(items), -1, np.int64)
         moving = np.zeros(len(hands), np.bool_)
-        prev_c, prev_col, prev_hand_c = self._prev
-        if not len(prev_hand_c):
+        prev_items, prev_col, prev_hands = self._prev
+        if not len(prev_hands):
             return held_by, moving
+        w, h_img = self.regions.width, self.regions.height
+        prev_hand_c = np.stack(
+            [(prev_hands[:, 0] + prev_hands[:, 2]) / 2, prev_hands[:, 1]], axis=1
+        )
         gap = _box_gap(items, hands)
         best_err = np.full(len(items), np.inf)
         for h in range(len(hands)):
             d = np.hypot(*(prev_hand_c - hand_c[h]).T)
             j = int(d.argmin())
-            step = hand_c[h] - prev_hand_c[j]
-            moved = float(np.hypot(*step))
-            if d[j] > 3 * hand_size[h] or moved < self.s.min_hand_move_px:
+            if d[j] > 3 * hand_size[h]:
                 continue
-            if hands[h, 3] >= self.regions.height - 2 or hands[h, 1] <= 1:
-                continue  # cut off by the image edge: its box does not move with it
+            sx, sy, okx, oky = _edge_shift(hands[h : h + 1], prev_hands[j : j + 1], w, h_img)
+            step = np.array([sx[0, 0] if okx[0, 0] else 0.0, sy[0, 0] if oky[0, 0] else 0.0])
+            moved = float(np.hypot(*step))
+            if moved < self.s.min_hand_move_px:
+                continue
             moving[h] = True
             near = gap[:, h] <= self.s.near_hand * hand_size[h]
-            if not near.any() or not len(prev_c):
+            if not near.any() or not len(prev_items):
                 continue
+            dx, dy, ix, iy = _edge_shift(items, prev_items, w, h_img)
             same = item_col[:, None] == prev_col[None, :]
-            to_moved = np.hypot(
-                *((item_c - step)[:, None, :] - prev_c[None, :, :]).transpose(2, 0, 1)
-            )
-            to_still = np.hypot(*(item_c[:, None, :] - prev_c[None, :, :]).transpose(2, 0, 1))
-            e_move = np.where(same, to_moved, np.inf).min(axis=1)
-            e_stay = np.where(same, to_still, np.inf).min(axis=1)
-            ok = near & (e_move <= max(0.35 * moved, 6.0)) & (e_move < 0.5 * e_stay)
-            better = ok & (e_move < best_err)
+            # an axis the border cuts for the item or the hand says nothing either way
+            ux = ix & okx[0, 0]
+            uy = iy & oky[0, 0]
+            e_move = np.hypot(np.where(ux, dx - step[0], 0), np.where(uy, dy - step[1], 0))
+            e_stay = np.hypot(np.where(ux, dx, 0), np.where(uy, dy, 0))
+            known = same & (ux | uy)
+            e_move_min = np.where(known, e_move, np.inf).min(axis=1)
+            e_stay_min = np.where(known, e_stay, np.inf).min(axis=1)
+            ok = near & (e_move_min <= max(0.35 * moved, 6.0)) & (e_move_min < 0.5 * e_stay_min)
+            better = ok & (e_move_min < best_err)
             held_by[better] = h
-            best_err[better] = e_move[better]
+            best_err[better] = e_move_min[better]
         return held_by, moving
 
     def update(
@@ -564,6 +565,29 @@ def _dist(a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]) ->
     d = a[:, None, :] - b[None, :, :]
     out: F32 = np.hypot(d[..., 0], d[..., 1]).astype(np.float32)
     return out
+
+
+def _edge_shift(
+    cur: F32, prev: F32, width: int, height: int
+) -> tuple[F32, F32, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``[C, P]`` shift of each current box against each previous one along x and y, averaged
+    over the edges the image border cuts in neither frame; ``okx``/``oky`` say whether any such
+    edge exists."""
+    lo = np.array([1.0, 1.0, width - 2.0, height - 2.0], np.float32)
+    free_cur = np.stack(
+        [cur[:, 0] > lo[0], cur[:, 1] > lo[1], cur[:, 2] < lo[2], cur[:, 3] < lo[3]], axis=1
+    )
+    free_prev = np.stack(
+        [prev[:, 0] > lo[0], prev[:, 1] > lo[1], prev[:, 2] < lo[2], prev[:, 3] < lo[3]], axis=1
+    )
+    free = free_cur[:, None, :] & free_prev[None, :, :]
+    diff = cur[:, None, :] - prev[None, :, :]
+    wx = free[..., [0, 2]].astype(np.float32)
+    wy = free[..., [1, 3]].astype(np.float32)
+    nx, ny = wx.sum(-1), wy.sum(-1)
+    dx = (diff[..., [0, 2]] * wx).sum(-1) / np.maximum(nx, 1)
+    dy = (diff[..., [1, 3]] * wy).sum(-1) / np.maximum(ny, 1)
+    return dx.astype(np.float32), dy.astype(np.float32), nx > 0, ny > 0
 
 
 def _box_gap(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
