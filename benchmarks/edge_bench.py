@@ -17,6 +17,10 @@ Measured, all on this machine in one run:
   every camera video of the node, the same model, image size and thresholds, run under
   ``.venv-train`` (it needs torch); frames per second = frames / wall time.
 
+With ``--families`` (``all`` or a comma list) and ``--seeds``, also scores shelf interactions
+and plate steps per scenario family on fresh recordings of those seeds, once with the model and
+once with an oracle detector drawn from the simulator's truth (the logic alone).
+
 Writes ``benchmarks/results/edge.json`` and ``edge.md`` with the machine description.
 """
 
@@ -39,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from machine import describe, markdown_header  # noqa: E402
 
@@ -157,6 +162,42 @@ def ultralytics_track(model: Path, det: Detector, videos: list[Path]) -> dict[st
     return out
 
 
+def accuracy_by_family(
+    store: Store, det: Detector, families: list[str], seeds: list[int], duration_s: float
+) -> dict[str, Any]:
+    from test_edge_oracle import run_with_oracle
+
+    from edge.evaluate import RecordingScore, Tally, by_family, plate_changes, score_plates
+
+    model_scores: list[RecordingScore] = []
+    oracle = {f: Tally() for f in families}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fam in families:
+            for seed in seeds:
+                folder = make_recording(store, fam, seed, duration_s, Path(tmp) / f"{fam}-{seed}")
+                rec = Recording(folder)
+                truth = rec.truth()
+                assert truth is not None
+                msgs: list[AnyMessage] = []
+                for node in store.cfg.nodes:
+                    if store.node_devices(node.id)["cameras"]:
+                        EdgeNode(store, node.id, det, msgs.extend).run_recording(folder)
+                inter, _ = score_interactions(truth.interactions, predicted_events(msgs))
+                plates = score_plates(store, truth.interactions, plate_changes(store, rec))
+                model_scores.append(
+                    RecordingScore(str(folder), fam, seed, plates=plates, interactions=inter)
+                )
+                o, _ = score_interactions(
+                    truth.interactions, predicted_events(run_with_oracle(store, folder))
+                )
+                oracle[fam].add(o)
+                print(fam, seed, "model", inter, "oracle", o, "plates", plates, flush=True)
+    out = by_family(model_scores)
+    for fam in out:
+        out[fam]["interactions_oracle_detector"] = oracle[fam].as_dict()
+    return out
+
+
 def render_md(r: dict[str, Any]) -> str:
     g, e, u = r["node"], r["node_every_frame"], r["ultralytics"]
     lines = [
@@ -202,6 +243,21 @@ def render_md(r: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {a['tp']} | {a['fp']} | {a['fn']} | {a['precision']} | {a['recall']} |"
         )
+    fam = r.get("accuracy_by_family")
+    if fam:
+        lines += [
+            f"\nPer scenario family (seeds {r['accuracy_seeds']}, {r['accuracy_duration_s']} s "
+            "each; recall/precision of shelf interactions with the model and with the oracle "
+            "detector, and of plate steps):\n",
+            "| family | model P | model R | oracle P | oracle R | plates P | plates R |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, v in fam.items():
+            m, o, p = v["interactions"], v["interactions_oracle_detector"], v["plates"]
+            lines.append(
+                f"| {name} | {m['precision']} | {m['recall']} | {o['precision']} | "
+                f"{o['recall']} | {p['precision']} | {p['recall']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -215,6 +271,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-ultralytics", action="store_true")
+    ap.add_argument("--families", default="", help="'all' or a comma list: score per family")
+    ap.add_argument("--seeds", default="201", help="seeds for --families (not tuned on)")
+    ap.add_argument("--family-duration", type=float, default=40.0)
     ap.add_argument("--out", default=str(RESULTS / "edge"))
     args = ap.parse_args()
     store = load_store(args.config)
@@ -268,6 +327,16 @@ def main() -> int:
     }
     if "camera_fps" in ultra:
         result["ratio_vs_ultralytics"] = round(gated["camera_fps"] / ultra["camera_fps"], 2)
+    if args.families:
+        from sim.scenario import FAMILIES
+
+        fams = list(FAMILIES) if args.families == "all" else args.families.split(",")
+        seeds = [int(x) for x in args.seeds.split(",")]
+        result["accuracy_seeds"] = seeds
+        result["accuracy_duration_s"] = args.family_duration
+        result["accuracy_by_family"] = accuracy_by_family(
+            store, det, fams, seeds, args.family_duration
+        )
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(render_md(result))
