@@ -1,113 +1,91 @@
-"""``walkout demo``: the end-to-end path that exists so far, on the embedded defaults.
+"""``walkout demo``: record a simulated scenario, replay it through edge, fusion and billing,
+print the receipts and the scores.
 
-Today that is the foundation: check the demo store config, mint CurveZMQ keys, and stream a
-scripted shopping trip (entry gate, weight changes, shelf interactions, exit gate) from an edge
-node's durable outbox to a receiver's durable log over the encrypted link, then read the log
-back. The full demo (record a simulated scenario, replay it through edge, fusion and billing,
-score it) replaces this as those services land.
+Everything runs on this machine with the embedded defaults: the demo store config, the shipped
+detector, keys minted for the run. The output folder keeps the recording, the run (service logs,
+databases, annotated videos) and the evaluation report.
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
-import tempfile
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from walkout import keys
-from walkout.config import ConfigError, load_store
-from walkout.link import Outbox, Receiver, Sender, SqliteLog
-from walkout.messages import AnyMessage, GateEvent, ShelfInteraction, SkuDelta, WeightChange
+from walkout.cli import main as cli_main
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-store.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "demo-store.yaml"
 
 
-def scripted_trip(t0_ns: int) -> list[AnyMessage]:
-    s = 1_000_000_000
-    ev: list[AnyMessage] = [
-        GateEvent(source_id="edge-1", event_ts_ns=t0_ns, gate_id="gate-in", kind="entry",
-                  account_id="acct-demo", xy_m=(1.1, 0.3)),
-        WeightChange(source_id="edge-1", event_ts_ns=t0_ns + 20 * s, plate_id="P-G1-L00",
-                     lane_id="G1-L00", start_ts_ns=t0_ns + 19 * s, end_ts_ns=t0_ns + 20 * s,
-                     delta_g=-691.0, sigma_g=3.0),
-        ShelfInteraction(source_id="edge-1", event_ts_ns=t0_ns + 20 * s, interaction_id="demo-1",
-                         camera_id="cam-g1-a", lane_id="G1-L00", start_ts_ns=t0_ns + 19 * s,
-                         end_ts_ns=t0_ns + 20 * s, deltas=(SkuDelta("cola-330", -2),),
-                         exit_xy_m=(2.4, 7.0), confidence=0.96),
-        GateEvent(source_id="edge-1", event_ts_ns=t0_ns + 60 * s, gate_id="gate-out",
-                  kind="exit", xy_m=(8.9, 0.3)),
-    ]  # fmt: skip
-    return ev
+def _money(minor: int, currency: str) -> str:
+    return f"{minor / 100:,.2f} {currency}"
+
+
+def print_receipts(receipts: list[dict[str, Any]]) -> None:
+    for r in receipts:
+        cur = r.get("currency", "")
+        flag = "  ** held for review **" if r.get("review") else ""
+        print(f"\n  receipt {r.get('receipt_no', '?')}  account {r['account_id']}{flag}")
+        for line in r["lines"]:
+            promo = f"  ({line['promotion']})" if line.get("promotion") else ""
+            print(
+                f"    {line['quantity']:>3} x {line.get('name', line['sku']):<28} "
+                f"{_money(int(line.get('total_minor', 0)), cur):>14}{promo}"
+            )
+        print(f"    {'total (tax incl.)':<34} {_money(int(r.get('total_minor', 0)), cur):>14}")
+
+
+def _step(n: int, total: int, text: str) -> float:
+    print(f"[{n}/{total}] {text}", flush=True)
+    return time.perf_counter()
 
 
 def run(args: argparse.Namespace) -> int:
-    print("walkout demo: the foundation path (config, keys, encrypted durable link).")
-    print("The simulated store, edge, fusion and billing join this demo as they land.\n")
-    try:
-        store = load_store(args.config)
-    except ConfigError as exc:
-        print(exc)
+    out = Path(args.out)
+    rec, run_dir = out / "recording", out / "run"
+    cfg = str(args.config)
+    if cli_main(["config", "check", cfg]) != 0:
         return 1
-    c = store.cfg
-    print(f"[1/3] {args.config}: OK ({len(c.products)} products, {len(c.lanes)} lanes, "
-          f"{len(c.cameras)} cameras, {len(c.plates)} plates)")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="walkout-demo-") as tmp:
-        work = Path(tmp)
-        keys.generate(work / "keys", ["edge-1", "fusion"])
-        print("[2/3] CurveZMQ key pairs for edge-1 and fusion written to a scratch folder")
-        endpoint = f"tcp://127.0.0.1:{_free_port()}"
-        log = SqliteLog(work / "fusion-log.db")
-        rx = Receiver(
-            endpoint,
-            log,
-            server_keys=keys.load(work / "keys", "fusion", secret=True),
-            allow=keys.allowlist(work / "keys", ["edge-1"]),
-        ).start()
-        outbox = Outbox(work / "edge-1-outbox.db", "edge-1")
-        tx = Sender(
-            outbox,
-            endpoint,
-            client_keys=keys.load(work / "keys", "edge-1", secret=True),
-            server_public_key=keys.load(work / "keys", "fusion", secret=False).public,
-        ).start()
-        t0 = time.perf_counter()
-        outbox.put_many(scripted_trip(time.time_ns()))
-        ok = tx.wait_drained(10)
-        tx.stop()
-        rx.stop()
-        if not ok:
-            print("the receiver did not acknowledge the trip within 10 s")
-            return 1
-        print(f"[3/3] a shopping trip streamed edge-1 -> fusion log, acknowledged in "
-              f"{(time.perf_counter() - t0) * 1e3:.1f} ms:")  # fmt: skip
-        for pos, msg in log.read():
-            print(f"      log #{pos}: {_describe(msg)}")
-        log.close()
-        outbox.close()
+    t = _step(
+        1, 4, f"recording the '{args.scenario}' scenario ({args.duration:.0f} s of store time)"
+    )
+    code = cli_main(
+        ["sim", "record", "--config", cfg, "--scenario", args.scenario, "--seed", str(args.seed),
+         "--duration", str(args.duration), "--out", str(rec)]
+    )  # fmt: skip
+    if code:
+        return code
+    print(f"      done in {time.perf_counter() - t:.1f} s: {rec}")
+    _step(2, 4, "replaying it through edge nodes, fusion and billing (separate processes)")
+    code = cli_main(["replay", str(rec), "--config", cfg, "--out", str(run_dir), "--annotate"])
+    if code:
+        return code
+    _step(3, 4, "receipts")
+    receipts = json.loads((run_dir / "receipts.json").read_text())
+    print_receipts(receipts)
+    _step(4, 4, "scores against the simulator's truth")
+    code = cli_main(["eval", str(rec), str(run_dir)])
+    if code:
+        return code
+    print(f"\nreport:           {run_dir / 'eval' / 'report.md'}")
+    print(f"annotated videos: {run_dir / 'annotated'}")
+    print(f"service logs:     {run_dir / 'logs'}")
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _describe(m: AnyMessage) -> str:
-    head = f"{type(m).__name__} seq={m.seq}"
-    if isinstance(m, GateEvent):
-        return f"{head} {m.kind} at {m.gate_id} account={m.account_id}"
-    if isinstance(m, WeightChange):
-        return f"{head} {m.lane_id} {m.delta_g:+.0f} g (sigma {m.sigma_g} g)"
-    if isinstance(m, ShelfInteraction):
-        d = ", ".join(f"{x.sku} {x.delta:+d}" for x in m.deltas)
-        return f"{head} {m.lane_id}: {d}"
-    return head
-
-
 def register(sub: Any, area: str, help_text: str) -> None:
-    p = sub.add_parser(area, help=help_text)
+    p = sub.add_parser(area, help=help_text, description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="store config")
+    p.add_argument("--scenario", default="busy", help="scenario family (walkout sim families)")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--duration", type=float, default=60.0, help="store seconds to record")
+    p.add_argument("--out", default=str(ROOT / "runs" / "demo"), help="output folder")
     p.set_defaults(handler=run)
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main(["demo", *sys.argv[1:]]))
