@@ -75,29 +75,36 @@ class Phase(enum.Enum):
 
 
 @dataclass
+class _Visit:
+    """One hand's stay in a lane (from entering to leaving, re-entries included)."""
+
+    hand_id: int
+    start_frame: int
+    start_ts_ns: int
+    end_frame: int
+    end_ts_ns: int
+    open: bool = True
+    missing: int = 0  # inferred frames since the hand was last in the lane
+    # what the hand held in frames where that can be told (it moved since the last frame):
+    # the first ones in the lane, and the latest ones after those (in the lane or leaving it)
+    entry_held: list[I64] = field(default_factory=list)
+    later_held: list[I64] = field(default_factory=list)
+    hand_x_px: float = 0.0
+    hand_xy: tuple[float, float] = (0.0, 0.0)
+    hand_size_px: float = 0.0
+
+
+@dataclass
 class _Lane:
     index: int
     lane_id: str
     history: collections.deque[I64]
     phase: Phase = Phase.IDLE
-    start_frame: int = 0
-    start_ts_ns: int = 0
-    end_frame: int = 0
-    end_ts_ns: int = 0
+    visits: list[_Visit] = field(default_factory=list)
     before: I64 | None = None
     after: list[I64] = field(default_factory=list)
     after_frames: list[int] = field(default_factory=list)
     before_frames: list[int] = field(default_factory=list)
-    missing: int = 0
-    hand_x_px: float = 0.0
-    carried_in: I64 | None = None
-    carried_out: I64 | None = None
-    # what the hand held in frames where that can be told (it moved since the last frame):
-    # the first ones in the lane, and the latest ones after those (in the lane or leaving it)
-    entry_held: list[I64] = field(default_factory=list)
-    later_held: list[I64] = field(default_factory=list)
-    hand_xy: tuple[float, float] = (0.0, 0.0)
-    hand_size_px: float = 0.0
     # the lane's agreed count, and when it was last seen
     stable: I64 | None = None
     stable_ts_ns: int = 0
@@ -106,6 +113,10 @@ class _Lane:
     odd_frames: list[int] = field(default_factory=list)
     odd_ts_ns: int = 0
     blind: bool = False  # the camera saw nothing for a while since the count was agreed
+
+    @property
+    def end_ts_ns(self) -> int:
+        return max((v.end_ts_ns for v in self.visits), default=0)
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class FrameView:
     hand_xy: npt.NDArray[np.float32]  # [H, 2] centres
     hand_size_px: npt.NDArray[np.float32]  # [H] the larger side of each hand box
     hand_moving: npt.NDArray[np.bool_]  # [H] moved since the last frame: ``held`` is known
+    hand_id: I64  # [H] track id of each hand within this camera
     held: I64  # [H, S] items each hand holds
 
 
@@ -166,6 +178,9 @@ class ShelfInteractions:
         # item boxes, their SKU columns and hand boxes of the last inferred frame
         no_boxes = np.zeros((0, 4), np.float32)
         self._prev: tuple[F32, I64, F32] = (no_boxes, np.zeros(0, np.int64), no_boxes)
+        self._hand_ids = np.zeros(0, np.int64)
+        self._hand_pts = np.zeros((0, 2), np.float32)
+        self._next_hand_id = 1
 
     # ------------------------------------------------------------ per frame
 
@@ -253,6 +268,7 @@ class ShelfInteractions:
             hand_xy=((hands[:, :2] + hands[:, 2:]) / 2).astype(np.float32).reshape(-1, 2),
             hand_size_px=hand_size.astype(np.float32),
             hand_moving=moving,
+            hand_id=self._track_hands(hand_c, hand_size),
             held=held,
         )
 
@@ -304,6 +320,29 @@ class ShelfInteractions:
             best_err[better] = e_move_min[better]
         return held_by, moving
 
+    def _track_hands(self, pts: F32, size: F32) -> I64:
+        """Ids for this frame's hands: greedy nearest match to the last frame's hands (closest
+        pairs first), a new id for a hand nothing matches. Deterministic."""
+        ids = np.zeros(len(pts), np.int64)
+        prev_pts, prev_ids = self._hand_pts, self._hand_ids
+        taken_new: set[int] = set()
+        taken_old: set[int] = set()
+        if len(pts) and len(prev_pts):
+            d = _dist(pts, prev_pts)
+            for flat in np.argsort(d, axis=None, kind="stable"):
+                i, j = divmod(int(flat), len(prev_pts))
+                if i in taken_new or j in taken_old or d[i, j] > 3 * max(float(size[i]), 1.0):
+                    continue
+                ids[i] = prev_ids[j]
+                taken_new.add(i)
+                taken_old.add(j)
+        for i in range(len(pts)):
+            if i not in taken_new:
+                ids[i] = self._next_hand_id
+                self._next_hand_id += 1
+        self._hand_pts, self._hand_ids = pts.copy(), ids.copy()
+        return ids
+
     def update(
         self, frame_index: int, ts_ns: int, dets: Detections | None
     ) -> list[ShelfInteraction]:
@@ -315,18 +354,19 @@ class ShelfInteractions:
         out: list[ShelfInteraction] = []
         for lane in self.lanes:
             i = lane.index
-            in_lane = np.flatnonzero(v.hand_lane == i)
-            if len(in_lane):
-                h = int(in_lane[0])
+            seen: set[int] = set()
+            for h in np.flatnonzero(v.hand_lane == i).tolist():
+                seen.add(int(v.hand_id[h]))
                 self._hand_seen(lane, frame_index, ts_ns, v, h)
-            elif lane.phase is Phase.OPEN:
-                lane.missing += 1
-                self._track_exit_hold(lane, v)
-                if lane.missing >= self.s.exit_frames:
-                    lane.phase = Phase.CLOSING
-            elif lane.phase is Phase.CLOSING:
-                lane.missing += 1
-                self._track_exit_hold(lane, v)
+            for visit in lane.visits:
+                if visit.hand_id in seen:
+                    continue
+                visit.missing += 1
+                self._track_exit_hold(visit, v)
+                if visit.open and visit.missing >= self.s.exit_frames:
+                    visit.open = False
+            if lane.visits:
+                lane.phase = Phase.OPEN if any(x.open for x in lane.visits) else Phase.CLOSING
             if lane.phase is Phase.IDLE:
                 if v.clear[i]:
                     event = self._idle_count(lane, frame_index, ts_ns, v.counts[i].copy())
@@ -338,62 +378,64 @@ class ShelfInteractions:
                     lane.after_frames.append(frame_index)
                 late = (ts_ns - lane.end_ts_ns) / 1e9 >= self.s.settle_s
                 if len(lane.after) >= self.s.count_frames or late:
-                    event = self._finish(lane)
-                    if event is not None:
-                        out.append(event)
+                    out += self._finish(lane)
         return out
 
     def _hand_seen(self, lane: _Lane, frame_index: int, ts_ns: int, v: FrameView, h: int) -> None:
-        held = v.held[h].copy()
+        hid = int(v.hand_id[h])
         if lane.phase is Phase.IDLE:
-            lane.phase = Phase.OPEN
-            lane.start_frame, lane.start_ts_ns = frame_index, ts_ns
             if lane.stable is not None:
                 lane.before = lane.stable
             else:
                 lane.before = _median(list(lane.history)) if lane.history else None
             lane.odd, lane.odd_frames = [], []
-            lane.after, lane.after_frames = [], []
-            lane.entry_held, lane.later_held = [], []
-        elif lane.phase is Phase.CLOSING or lane.missing:
+        lane.phase = Phase.OPEN
+        lane.after, lane.after_frames = [], []  # a hand in the lane: counts start over
+        visit = next((x for x in lane.visits if x.hand_id == hid), None)
+        if visit is None:
+            visit = _Visit(hid, frame_index, ts_ns, frame_index, ts_ns)
+            lane.visits.append(visit)
+        elif not visit.open or visit.missing:
             # the hand came back: the same interaction; what it brings now is what it may leave
             # (it may have been to another lane meanwhile)
-            lane.phase = Phase.OPEN
-            lane.after, lane.after_frames = [], []
-            lane.entry_held, lane.later_held = [], []
+            visit.open = True
+            visit.entry_held, visit.later_held = [], []
         if v.hand_moving[h]:
-            self._note_held(lane, held)
-        lane.missing = 0
-        lane.end_frame, lane.end_ts_ns = frame_index, ts_ns
-        lane.hand_x_px = float(v.hand_x_px[h])
-        lane.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
-        lane.hand_size_px = float(v.hand_size_px[h])
+            self._note_held(visit, v.held[h].copy())
+        visit.missing = 0
+        visit.end_frame, visit.end_ts_ns = frame_index, ts_ns
+        visit.hand_x_px = float(v.hand_x_px[h])
+        visit.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
+        visit.hand_size_px = float(v.hand_size_px[h])
 
-    def _note_held(self, lane: _Lane, held: I64, leaving: bool = False) -> None:
-        if not leaving and not lane.later_held and len(lane.entry_held) < self.s.hold_frames:
-            lane.entry_held.append(held)
+    def _note_held(self, visit: _Visit, held: I64, leaving: bool = False) -> None:
+        if not leaving and not visit.later_held and len(visit.entry_held) < self.s.hold_frames:
+            visit.entry_held.append(held)
         else:  # a frame is evidence of the entry or of the exit, never of both
-            lane.later_held = [*lane.later_held[-(self.s.hold_frames - 1) :], held]
+            visit.later_held = [*visit.later_held[-(self.s.hold_frames - 1) :], held]
 
-    def _track_exit_hold(self, lane: _Lane, v: FrameView) -> None:
+    def _track_exit_hold(self, visit: _Visit, v: FrameView) -> None:
         """Right after leaving, the hand is still near where it left the lane (perhaps over
         another lane already): what it holds then is carried out."""
-        if lane.missing > self.s.exit_frames + 1 or not len(v.held):
+        if visit.missing > self.s.exit_frames + 1 or not len(v.held):
             return
-        d = np.hypot(v.hand_xy[:, 0] - lane.hand_xy[0], v.hand_xy[:, 1] - lane.hand_xy[1])
-        h = int(d.argmin())
-        if d[h] <= 2.5 * max(lane.hand_size_px, 1.0):
-            lane.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
-            if v.hand_moving[h]:
-                self._note_held(lane, v.held[h].copy(), leaving=True)
+        same = np.flatnonzero(v.hand_id == visit.hand_id)
+        if len(same):
+            h = int(same[0])
+        else:
+            d = np.hypot(v.hand_xy[:, 0] - visit.hand_xy[0], v.hand_xy[:, 1] - visit.hand_xy[1])
+            h = int(d.argmin())
+            if d[h] > 2.5 * max(visit.hand_size_px, 1.0):
+                return
+        visit.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
+        if v.hand_moving[h]:
+            self._note_held(visit, v.held[h].copy(), leaving=True)
 
     def _timeouts(self, ts_ns: int) -> list[ShelfInteraction]:
         out = []
         for lane in self.lanes:
             if lane.phase is Phase.CLOSING and (ts_ns - lane.end_ts_ns) / 1e9 >= self.s.settle_s:
-                event = self._finish(lane)
-                if event is not None:
-                    out.append(event)
+                out += self._finish(lane)
         return out
 
     def flush(self) -> list[ShelfInteraction]:
@@ -401,9 +443,7 @@ class ShelfInteractions:
         out = []
         for lane in self.lanes:
             if lane.phase is not Phase.IDLE:
-                event = self._finish(lane)
-                if event is not None:
-                    out.append(event)
+                out += self._finish(lane)
         return out
 
     # ------------------------------------------------------------ decisions
@@ -465,6 +505,8 @@ class ShelfInteractions:
         end_ts_ns: int,
         across: float,
         evidence: Sequence[int],
+        suffix: str = "",
+        hand_id: int | None = None,
     ) -> ShelfInteraction:
         deltas = tuple(
             SkuDelta(sku=self.sku_names[j], delta=int(delta[j]), confidence=conf)
@@ -477,61 +519,77 @@ class ShelfInteractions:
         return ShelfInteraction(
             source_id=self.source_id,
             event_ts_ns=end_ts_ns,
-            interaction_id=f"{self.camera_id}:{lane.lane_id}:f{start_frame:06d}",
+            interaction_id=f"{self.camera_id}:{lane.lane_id}:f{start_frame:06d}{suffix}",
             camera_id=self.camera_id,
             lane_id=lane.lane_id,
             start_ts_ns=start_ts_ns,
             end_ts_ns=end_ts_ns,
             deltas=deltas,
             exit_xy_m=exit_xy,
+            hand_track_id=hand_id,
             confidence=conf,
             evidence_frames=tuple(sorted(set(evidence))),
         )
 
-    def _finish(self, lane: _Lane) -> ShelfInteraction | None:
+    def _finish(self, lane: _Lane) -> list[ShelfInteraction]:
         n = len(self.sku_classes)
         zero = np.zeros(n, np.int64)
-        carried_in = _max_rows(lane.entry_held, zero)
-        # what it held at the end; with no later evidence, what it brought
-        carried_out = _max_rows(lane.later_held, carried_in)
-        lane.carried_in, lane.carried_out = carried_in, carried_out
-        by_hand = carried_in - carried_out  # what the hand left on the shelf
         after = _median(lane.after) if lane.after else None
         counted = after - lane.before if lane.before is not None and after is not None else None
-        if by_hand.any():
-            # the hand is the better witness of what moved (a unit taken from the front row
-            # can leave the visible count unchanged when the one behind it comes into view);
-            # the count tells the quantity when units in a hand hide each other
-            delta = by_hand
-            conf = 0.8
-            if counted is not None:
-                same = (np.sign(counted) == np.sign(by_hand)) & (by_hand != 0)
-                delta = np.where(same & (np.abs(counted) > np.abs(by_hand)), counted, by_hand)
-                conf = 0.97 if np.array_equal(counted, by_hand) else 0.85
-        elif counted is not None and counted.any():
-            delta, conf = counted, 0.6
-        else:
-            delta, conf = zero, 0.9
-        evidence = (
-            *lane.before_frames[-1:],
-            lane.start_frame,
-            lane.end_frame,
-            *lane.after_frames[: self.s.count_frames],
-        )
-        event: ShelfInteraction | None = None
-        if delta.any():
-            event = self._event(
-                lane,
-                delta,
-                conf,
-                start_frame=lane.start_frame,
-                start_ts_ns=lane.start_ts_ns,
-                end_ts_ns=lane.end_ts_ns,
-                across=self.regions.across(lane.index, lane.hand_x_px),
-                evidence=evidence,
+        visits = sorted(lane.visits, key=lambda x: (x.start_frame, x.hand_id))
+        # what each hand left on the shelf: what it brought minus what it took away (with no
+        # later evidence, it took away what it brought)
+        by_hand = [
+            _max_rows(x.entry_held, zero) - _max_rows(x.later_held, _max_rows(x.entry_held, zero))
+            for x in visits
+        ]
+        total = np.sum(by_hand, axis=0) if by_hand else zero
+        deltas: list[tuple[_Visit, I64, float]] = []
+        if total.any() or any(d.any() for d in by_hand):
+            # the hands are the better witnesses of what moved (a unit taken from the front
+            # row can leave the visible count unchanged when the one behind it comes into
+            # view); the count tells the quantity when units in one hand hide each other
+            for x, d in zip(visits, by_hand, strict=True):
+                if not d.any():
+                    continue
+                conf = 0.8
+                if counted is not None:
+                    conf = 0.97 if np.array_equal(counted, total) else 0.85
+                    if len([e for e in by_hand if e.any()]) == 1:
+                        same = (np.sign(counted) == np.sign(d)) & (d != 0)
+                        d = np.where(same & (np.abs(counted) > np.abs(d)), counted, d)
+                deltas.append((x, d, conf))
+        elif counted is not None and counted.any() and visits:
+            longest = max(visits, key=lambda x: (x.end_ts_ns - x.start_ts_ns, -x.hand_id))
+            deltas.append((longest, counted, 0.6))
+        out: list[ShelfInteraction] = []
+        starts: dict[int, int] = {}
+        for x, d, conf in deltas:
+            k = starts.get(x.start_frame, 0)
+            starts[x.start_frame] = k + 1
+            evidence = (
+                *lane.before_frames[-1:],
+                x.start_frame,
+                x.end_frame,
+                *lane.after_frames[: self.s.count_frames],
             )
-        else:
-            self.touches += 1
+            out.append(
+                self._event(
+                    lane,
+                    d,
+                    conf,
+                    start_frame=x.start_frame,
+                    start_ts_ns=x.start_ts_ns,
+                    end_ts_ns=x.end_ts_ns,
+                    across=self.regions.across(lane.index, x.hand_x_px),
+                    evidence=evidence,
+                    suffix=f".{k}" if k else "",
+                    hand_id=x.hand_id,
+                )
+            )
+        if not out:
+            self.touches += len(visits) or 1
+        net = np.sum([d for _, d, _ in deltas], axis=0) if deltas else zero
         # the after count is the new truth of the lane
         lane.history.clear()
         for c in lane.after[-self.s.count_frames :]:
@@ -540,17 +598,15 @@ class ShelfInteractions:
             lane.stable = after
             lane.stable_ts_ns, lane.stable_frame = lane.end_ts_ns, lane.after_frames[-1]
         elif lane.stable is not None:
-            lane.stable = np.maximum(lane.stable + delta, 0)
+            lane.stable = np.maximum(lane.stable + net, 0)
         lane.before_frames = lane.after_frames[-1:]
         lane.odd, lane.odd_frames = [], []
         lane.blind = False
         lane.phase = Phase.IDLE
         lane.before = None
         lane.after, lane.after_frames = [], []
-        lane.carried_in = lane.carried_out = None
-        lane.entry_held, lane.later_held = [], []
-        lane.missing = 0
-        return event
+        lane.visits = []
+        return out
 
 
 def _max_rows(rows: list[I64], zero: I64) -> I64:

@@ -161,3 +161,27 @@ def test_count_flicker_and_unseen_drift_without_blindness_emit_nothing() -> None
     for i, f in enumerate(seq):
         out += m.update(i, T0 + i * DT, dets(f))
     assert out == [] and m.rebaselines == 1
+
+
+def test_two_hands_in_one_lane_at_once_are_two_interactions() -> None:
+    """Two shoppers pick from the top lane together: one event per hand, each with its own
+    exit position and id, both starting on the same frame."""
+
+    def hands(y: float, taken: bool) -> list[tuple]:
+        out = []
+        for x in (80.0, 230.0):
+            out.append(hand_at(y, x))
+            if taken:
+                out.append(((x - 20, y - 20, x + 20, y + 20), 0))
+        return out
+
+    frames = [items(6, 4)] * 4
+    frames += [items(6, 4) + hands(y, False) for y in (350, 300, 250, 200, 90)]
+    frames += [items(4, 4) + hands(y, True) for y in (90, 200, 250, 300, 350)]
+    frames += [items(4, 4)] * 5
+    events = play(frames)
+    assert len(events) == 2
+    assert {e.interaction_id for e in events} == {"cam:L-top:f000008", "cam:L-top:f000008.1"}
+    assert all([(d.sku, d.delta) for d in e.deltas] == [("cola", -1)] for e in events)
+    xs = sorted(e.exit_xy_m[0] for e in events if e.exit_xy_m)
+    assert xs[0] < 1.0 < xs[1] and {e.hand_track_id for e in events} == {1, 2}
