@@ -202,6 +202,7 @@ def render_md(r: dict[str, Any]) -> str:
     g, e, u = r["node"], r["node_every_frame"], r["ultralytics"]
     lines = [
         markdown_header("Edge node throughput", r["machine"]),
+        *([f"Note: {r['note']}\n"] if r.get("note") else []),
         f"Footage: `{r['recording']['scenario']}` ({r['recording']['duration_s']} s of store "
         f"time), node `{NODE}`: {', '.join(r['cameras'])}; model `{r['model']}` at "
         f"{r['input_hw'][0]}x{r['input_hw'][1]}, {r['threads']} intra-op threads.\n",
@@ -271,6 +272,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-ultralytics", action="store_true")
+    ap.add_argument("--note", default="", help="a line on the run's conditions for the report")
     ap.add_argument("--families", default="", help="'all' or a comma list: score per family")
     ap.add_argument("--seeds", default="201", help="seeds for --families (not tuned on)")
     ap.add_argument("--family-duration", type=float, default=40.0)
@@ -308,6 +310,7 @@ def main() -> int:
     acc_e, _ = score_interactions(node_truth, predicted_events(msgs_e))
     result: dict[str, Any] = {
         "machine": describe("onnxruntime", "opencv-python", "numpy", "trackers"),
+        "note": args.note,
         "recording": {
             "scenario": truth.scenario if truth else str(folder),
             "duration_s": rec.manifest.duration_s,
