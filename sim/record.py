@@ -178,7 +178,9 @@ def record(
     if n_workers <= 1 or len(cam_ids) <= 1:
         results = [_render_camera(store, sc, c, str(out)) for c in cam_ids]
     else:
-        ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        # Not "fork": a caller with threads (ZeroMQ, ONNX Runtime, a test runner) can leave a
+        # lock held in the forked child, which then hangs. The fork server starts clean.
+        ctx = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
         with ProcessPoolExecutor(
             n_workers, mp_context=ctx, initializer=_init_worker, initargs=(store, sc, str(out))
         ) as pool:
