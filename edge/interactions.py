@@ -113,6 +113,7 @@ class _Lane:
     odd_frames: list[int] = field(default_factory=list)
     odd_ts_ns: int = 0
     blind: bool = False  # the camera saw nothing for a while since the count was agreed
+    blind_before: bool = False  # ... and the hands came before a clear look at the lane
 
     @property
     def end_ts_ns(self) -> int:
@@ -384,6 +385,7 @@ class ShelfInteractions:
     def _hand_seen(self, lane: _Lane, frame_index: int, ts_ns: int, v: FrameView, h: int) -> None:
         hid = int(v.hand_id[h])
         if lane.phase is Phase.IDLE:
+            lane.blind_before = lane.blind
             if lane.stable is not None:
                 lane.before = lane.stable
             else:
@@ -563,6 +565,25 @@ class ShelfInteractions:
             longest = max(visits, key=lambda x: (x.end_ts_ns - x.start_ts_ns, -x.hand_id))
             deltas.append((longest, counted, 0.6))
         out: list[ShelfInteraction] = []
+        if lane.blind_before and counted is not None and visits:
+            # the lane was not seen between going blind and the first hand: what the count
+            # says beyond what the hands did changed unseen
+            unseen = counted - np.sum([d for _, d, _ in deltas], axis=0) if deltas else counted
+            if unseen.any():
+                first = visits[0]
+                out.append(
+                    self._event(
+                        lane,
+                        unseen,
+                        0.5,
+                        start_frame=first.start_frame,
+                        start_ts_ns=lane.stable_ts_ns,
+                        end_ts_ns=first.start_ts_ns,
+                        across=0.0,
+                        evidence=(lane.stable_frame, first.start_frame),
+                        suffix=".unseen",
+                    )
+                )
         starts: dict[int, int] = {}
         for x, d, conf in deltas:
             k = starts.get(x.start_frame, 0)
@@ -590,6 +611,7 @@ class ShelfInteractions:
         if not out:
             self.touches += len(visits) or 1
         net = np.sum([d for _, d, _ in deltas], axis=0) if deltas else zero
+        lane.blind_before = False
         # the after count is the new truth of the lane
         lane.history.clear()
         for c in lane.after[-self.s.count_frames :]:
