@@ -520,13 +520,19 @@ class FusionCore:
             moved = [x for x in si.deltas if x.delta != 0]
             assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
             ids = (si.interaction_id, *wc_ids)
-            if len(moved) <= 1:
+            # Several SKUs from one hand with a plate reading: the weight and the lane's
+            # contents judge which one moved, rather than taking every noisy count as said.
+            if len(moved) <= 1 or weight is not None:
                 picking = moved[0].delta < 0 if moved else bool(weight and weight.delta_g < 0)
                 prior = self._prior(lane, assoc, picking)
                 vision = _scaled(moved, si.confidence)
                 d = decide(self.catalog, vision=vision, weight=weight, prior_counts=prior, **caps)
                 if d is not None:
                     self._apply(lane, d, assoc, ids, si.end_ts_ns)
+                return
+        if weight is not None:
+            merged = self._one_shopper_visit(lane, front, shelf, weight, wc_ids, caps)
+            if merged:
                 return
         visions = []
         for x in shelf:
@@ -541,6 +547,41 @@ class FusionCore:
             assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
             for d in decisions:
                 self._apply(lane, d, assoc, (si.interaction_id, *wc_ids), si.end_ts_ns)
+
+    def _one_shopper_visit(
+        self,
+        lane: str,
+        front: Point,
+        shelf: list[_Pending],
+        weight: WeightEvidence,
+        wc_ids: tuple[str, ...],
+        caps: dict[str, Any],
+    ) -> bool:
+        """One shopper's visit that vision split into several interactions (a hand that left
+        and came back, a count that flickered): judge the net change once against the plate.
+        False when the interactions belong to different shoppers (decided one by one)."""
+        interactions = [x.interaction for x in shelf if x.interaction is not None]
+        assocs = [
+            self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            for si in interactions
+        ]
+        if len({a.session_id if a else None for a in assocs}) != 1:
+            return False
+        net: dict[str, int] = {}
+        for si in interactions:
+            for d in si.deltas:
+                net[d.sku] = net.get(d.sku, 0) + d.delta
+        conf = min(si.confidence for si in interactions)
+        moved = [SkuDelta(sku, n) for sku, n in sorted(net.items()) if n]
+        assoc = assocs[0]
+        prior = self._prior(lane, assoc, weight.delta_g < 0)
+        decision = decide(
+            self.catalog, vision=_scaled(moved, conf), weight=weight, prior_counts=prior, **caps
+        )
+        if decision is not None:
+            ids = (*(si.interaction_id for si in interactions), *wc_ids)
+            self._apply(lane, decision, assoc, ids, max(si.end_ts_ns for si in interactions))
+        return True
 
     def _prior(self, lane: str, assoc: Association | None, picking: bool) -> dict[str, int]:
         if picking:
