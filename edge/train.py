@@ -636,7 +636,8 @@ def run(args: argparse.Namespace, data: Path) -> int:
             "ultralytics": ultralytics.__version__,
             "onnxruntime": onnxruntime.__version__,
         },
-        "reproduce": "walkout train " + " ".join(_argv_changed(args)),
+        "reproduce": " ".join(["walkout train", *_argv_changed(args, skip=("--weights",))]),
+        "command": " ".join(["walkout train", *_argv_changed(args)]),
     }
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     out.with_suffix(".md").write_text(render_card(card))
@@ -644,12 +645,12 @@ def run(args: argparse.Namespace, data: Path) -> int:
     return 0
 
 
-def _argv_changed(args: argparse.Namespace) -> list[str]:
+def _argv_changed(args: argparse.Namespace, skip: Sequence[str] = ()) -> list[str]:
     """Only the options that differ from the defaults."""
     out = []
     for opt in OPTIONS:
         value = getattr(args, opt.flag[2:].replace("-", "_"))
-        if value != opt.default:
+        if value != opt.default and opt.flag not in skip:
             out += [opt.flag, str(value)]
     return out
 
@@ -677,6 +678,8 @@ def _data_facts(data: Path, args: argparse.Namespace) -> dict[str, Any]:
 def render_card(card: dict[str, Any]) -> str:
     """The model card as markdown, from the same dict as the JSON card."""
     d, t = card["data"], card["training"]
+    command = card.get("command", card["reproduce"])
+    exported = f" (these files: `{command}`)" if command != card["reproduce"] else ""
     fp32 = card["variants"]["fp32"]["metrics"]
     lines = [
         f"# {card['model']}: the walkout detector",
@@ -704,7 +707,7 @@ def render_card(card: dict[str, Any]) -> str:
             if t.get("fine_tuned_from")
             else []
         ),
-        f"- reproduce: `{card['reproduce']}`",
+        f"- reproduce: `{card['reproduce']}`{exported}",
         "",
         "## Accuracy on the held-out split",
         "",
