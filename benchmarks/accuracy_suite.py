@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--modes", default="fused,vision,weight")
     ap.add_argument("--work", default=str(ROOT / "runs" / "accuracy"))
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--name", default="accuracy", help="stem of the result files")
     args = ap.parse_args()
     work = Path(args.work)
     families = [f for f in args.families.split(",") if f]
@@ -67,7 +68,7 @@ def main() -> int:
             for mode in modes:
                 run = work / "runs" / mode / f"{fam}-{seed}"
                 code = cli(["replay", str(rec), "--config", args.config, "--out", str(run),
-                            "--evidence", mode])  # fmt: skip
+                            "--evidence", mode, "--force"])  # fmt: skip
                 if code:
                     failures.append(f"replay {fam} seed {seed} {mode}: exit {code}")
                     continue
@@ -111,8 +112,8 @@ def main() -> int:
             md.append(f"| {mode} | {t.lines.f1:.3f} | {t.exact_rate:.1%} | {t.review_rate:.1%} |")
     if failures:
         md += ["", "Failures:", *[f"- {f}" for f in failures]]
-    (out / "accuracy.md").write_text("\n".join(md) + "\n")
-    (out / "accuracy.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
+    (out / f"{args.name}.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("\n".join(md))
     return 1 if failures else 0
 

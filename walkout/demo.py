@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
         return code
     print(f"      done in {time.perf_counter() - t:.1f} s: {rec}")
     _step(2, 4, "replaying it through edge nodes, fusion and billing (separate processes)")
-    code = cli_main(["replay", str(rec), "--config", cfg, "--out", str(run_dir), "--annotate"])
+    code = cli_main(
+        ["replay", str(rec), "--config", cfg, "--out", str(run_dir), "--annotate", "--force"]
+    )
     if code:
         return code
     _step(3, 4, "receipts")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,7 @@ def replay(
     annotate: bool = False,
     evidence: str = "fused",
     model: Path | None = None,
+    force: bool = False,
     timeout_s: float = 1800.0,
     progress: bool = True,
 ) -> ReplayResult:
@@ -161,6 +163,13 @@ def replay(
             f"(sha256 {rec.manifest.store_config_sha256[:12]}, {config} is {store.sha256[:12]})",
             file=sys.stderr,
         )
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise ReplayError(
+                f"{out} is not empty: its service databases would mix with this run's. Pick a "
+                "new --out, or pass --force to replace it"
+            )
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     cfg_path = run_config(store, out, model)
@@ -331,6 +340,7 @@ def _replay(args: argparse.Namespace) -> int:
             annotate=args.annotate,
             evidence=args.evidence,
             model=Path(args.model) if args.model else None,
+            force=args.force,
             timeout_s=args.timeout,
         )
     except (ReplayError, RecordingError, ConfigError) as exc:
@@ -356,6 +366,7 @@ def register(sub: Any, area: str, help_text: str) -> None:
         default="fused",
         help="ablation: what fusion may use (default: everything)",
     )
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--model", help="detector ONNX model (default: the config's)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up")
     p.set_defaults(handler=_replay)
