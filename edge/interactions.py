@@ -179,6 +179,8 @@ class ShelfInteractions:
         # item boxes, their SKU columns and hand boxes of the last inferred frame
         no_boxes = np.zeros((0, 4), np.float32)
         self._prev: tuple[F32, I64, F32] = (no_boxes, np.zeros(0, np.int64), no_boxes)
+        # item boxes of the last inferred frame with no hand or person in view
+        self._rest: tuple[F32, I64] = (no_boxes, np.zeros(0, np.int64))
         self._hand_ids = np.zeros(0, np.int64)
         self._hand_pts = np.zeros((0, 2), np.float32)
         self._next_hand_id = 1
@@ -231,6 +233,9 @@ class ShelfInteractions:
             ok = held_by >= 0
             np.add.at(held, (held_by[ok], item_col[ok]), 1)
         self._prev = (items.copy(), item_col.copy(), hands.copy())
+        people = self.person_class >= 0 and bool((cls == self.person_class).any())
+        if not len(hands) and not people:
+            self._rest = (items.copy(), item_col.copy())
 
         counts = np.zeros((n_lanes, max(n_skus, 1)), np.int64)[:, :n_skus]
         free = held_by < 0
@@ -316,6 +321,9 @@ class ShelfInteractions:
             e_move_min = np.where(known, e_move, np.inf).min(axis=1)
             e_stay_min = np.where(known, e_stay, np.inf).min(axis=1)
             ok = near & (e_move_min <= max(0.35 * moved, 6.0)) & (e_move_min < 0.5 * e_stay_min)
+            # a unit still standing where units of its kind rest (a hand passing in front of it
+            # hides part of it, so its box seems to move) is not held
+            ok &= ~_inside_same(items, item_col, *self._rest, 0.8)
             better = ok & (e_move_min < best_err)
             held_by[better] = h
             best_err[better] = e_move_min[better]
@@ -666,6 +674,24 @@ def _edge_shift(
     dx = (diff[..., [0, 2]] * wx).sum(-1) / np.maximum(nx, 1)
     dy = (diff[..., [1, 3]] * wy).sum(-1) / np.maximum(ny, 1)
     return dx.astype(np.float32), dy.astype(np.float32), nx > 0, ny > 0
+
+
+def _inside_same(
+    boxes: F32, cols: I64, ref: F32, ref_cols: I64, share: float
+) -> npt.NDArray[np.bool_]:
+    """Which boxes lie, by at least ``share`` of their area, inside a reference box of the
+    same class."""
+    if not len(boxes) or not len(ref):
+        return np.zeros(len(boxes), np.bool_)
+    x1 = np.maximum(boxes[:, None, 0], ref[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], ref[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], ref[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], ref[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    same = cols[:, None] == ref_cols[None, :]
+    out: npt.NDArray[np.bool_] = ((inter / area[:, None] >= share) & same).any(axis=1)
+    return out
 
 
 def _box_gap(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
