@@ -225,8 +225,9 @@ def render_md(result: dict[str, Any]) -> str:
             f"{r.get('ultralytics_over_ours', 'n/a')} |"
         )
     if "load_average_1m_at_end" in result:
-        out += ["", f"Load average (1 min) at the end of the run: {result['load_average_1m_at_end']}"
-                f" on {result['machine']['cores']} cores."]  # fmt: skip
+        load = result["load_average_1m_at_end"]
+        out += ["", f"Load average (1 min) at the end of the run: {load} on "
+                f"{result['machine']['cores']} cores."]  # fmt: skip
     if result.get("note"):
         out += ["", result["note"]]
     return "\n".join(out) + "\n"
