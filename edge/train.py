@@ -321,7 +321,24 @@ def export_fp32(weights: Path, imgsz: int, out: Path) -> Path:
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(exported, out)
+    scrub_paths(out)
     return out
+
+
+def scrub_paths(model_path: Path, root: Path | None = None) -> None:
+    """Make paths in the model's metadata relative to the repository: ultralytics writes the
+    dataset's absolute path into ``description``, and a shipped file must not carry one."""
+    import onnx
+
+    base = str((root or Path.cwd()).resolve()) + os.sep
+    model = onnx.load(str(model_path))
+    changed = False
+    for prop in model.metadata_props:
+        if base in prop.value:
+            prop.value = prop.value.replace(base, "")
+            changed = True
+    if changed:
+        onnx.save(model, str(model_path))
 
 
 def _copy_metadata(src: Path, dst: Path) -> None:
