@@ -23,29 +23,13 @@ from edge.plates import plate_detector
 from walkout.config import Store
 from walkout.messages import AnyMessage, ShelfInteraction, WeightChange
 from walkout.recording import Recording, TruthInteraction
-from walkout.scoring import EVENT_SLACK_NS, PredictedEvent, match_events
+from walkout.scoring import EVENT_SLACK_NS, Counts, PredictedEvent, match_events
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Tally:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    def add(self, other: Tally) -> None:
-        self.tp += other.tp
-        self.fp += other.fp
-        self.fn += other.fn
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+class Tally(Counts):
+    """The project's tp/fp/fn counts (walkout.scoring) with the dict the benchmark writes."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
