@@ -47,6 +47,7 @@ class NodeSettings:
     motion_gating: bool = True
     dark_level: float = 24.0  # mean grey below this: the camera sees nothing usable
     gap_s: float = 0.5  # no frame for this long: the camera was blind
+    plate_stale_s: float = 2.0  # no reading for this long: the plate is reported down
     interaction: InteractionSettings = field(default_factory=InteractionSettings)
 
 
@@ -179,6 +180,9 @@ class EdgeNode:
         self.live_addresses: dict[str, tuple[str, int] | None] = {}
         self._pending: list[AnyMessage] = []
         self._next_heartbeat_ns = 0
+        self._plate_seen_ns: dict[str, int] = {}
+        self._started_ns = 0  # event time of the first frame or reading
+        self._down: tuple[str, ...] = ()
         self._next_health = time.monotonic() + settings.health_s
 
     # ------------------------------------------------------------ geometry
@@ -206,13 +210,31 @@ class EdgeNode:
             self._pending = []
 
     def _heartbeat(self, ts_ns: int, status: str = "ok") -> None:
-        self.emit([Heartbeat(source_id=self.node_id, event_ts_ns=ts_ns, status=status)])
+        stale = int(self.settings.plate_stale_s * 1e9)
+        down = tuple(
+            p
+            for p in sorted(self.plates)
+            if ts_ns - self._plate_seen_ns.get(p, self._started_ns) > stale
+        )
+        if down != self._down:
+            self._down = down
+            if down:
+                log.warning(
+                    "edge %s: no readings from plate(s) %s for %.1f s; fusion decides their "
+                    "lanes from vision alone until they report again (check the plate's cable "
+                    "and reader)",
+                    self.node_id,
+                    ", ".join(down),
+                    self.settings.plate_stale_s,
+                )
+        self.emit([Heartbeat(source_id=self.node_id, event_ts_ns=ts_ns, status=status, down=down)])
 
     def advance_time(self, ts_ns: int) -> None:
         if ts_ns > self.stats.last_ts_ns:
             self.stats.last_ts_ns = ts_ns
         if not self.stats.first_ts_ns:
             self.stats.first_ts_ns = ts_ns
+            self._started_ns = ts_ns
         if ts_ns >= self._next_heartbeat_ns:
             if self._next_heartbeat_ns:
                 self._heartbeat(ts_ns)
@@ -230,6 +252,7 @@ class EdgeNode:
         det = self.plates.get(plate_id)
         if det is None:
             return
+        self._plate_seen_ns[plate_id] = ts_ns
         change = det.push(ts_ns, weight_g)
         if change is not None:
             self.emit([change])

@@ -77,9 +77,10 @@ class Cart:
         return tuple(x for sku in sorted(self._qty) if (x := self._line(sku)) is not None)
 
     def review_reasons(self) -> tuple[str, ...]:
+        """Why billed lines need review (a doubtful change that netted to nothing does not)."""
         reasons: list[str] = []
         for c in self.changes:
-            if c.review:
+            if c.review and self._qty.get(c.sku, 0) > 0:
                 for r in c.reasons or ("low_confidence",):
                     tag = f"{c.sku}:{r}"
                     if tag not in reasons:

@@ -33,7 +33,7 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fusion.carts import Cart, CartChange
@@ -121,6 +121,8 @@ class CoreStats:
     handoffs: int = 0
     puts_unmatched: int = 0
     decisions: int = 0
+    vision_unconfirmed: int = 0  # shelf interactions on a plated lane with no weight change
+    guessed_exits: int = 0  # exits given to the shopper last seen nearest the gate
 
 
 class FusionCore:
@@ -133,6 +135,8 @@ class FusionCore:
         lane_stock: Mapping[str, Mapping[str, int]],
         gate_xy_m: Mapping[str, Point],
         params: FusionParams,
+        plated_lanes: frozenset[str] = frozenset(),
+        lane_plates: Mapping[str, str] | None = None,
     ):
         self.store_id = store_id
         self.catalog = dict(catalog)
@@ -140,6 +144,12 @@ class FusionCore:
         self.stock: dict[str, dict[str, int]] = {k: dict(v) for k, v in lane_stock.items()}
         self.gate_xy = dict(gate_xy_m)
         self.p = params
+        # Lanes on a weight plate: there the plate decides whether, which way and how many
+        # units moved; vision names the SKU among what weight allows and the hand that did it.
+        self.plated = frozenset(plated_lanes)
+        self.lane_plate = dict(lane_plates or {})
+        self._down: dict[str, frozenset[str]] = {}  # per edge node: its devices without data
+        self._plates_down: frozenset[str] = frozenset()
         self.tracks = Tracks(params.track_history_ns)
         self.sessions: dict[str, Session] = {}
         self._open: dict[str, Session] = {}  # sessions not closed yet
@@ -170,6 +180,8 @@ class FusionCore:
             lane_stock={lane.id: {lane.sku: lane.initial_count} for lane in cfg.lanes},
             gate_xy_m=gates,
             params=params or FusionParams.from_store(store),
+            plated_lanes=frozenset(lane.id for lane in cfg.lanes if lane.plate),
+            lane_plates={lane.id: lane.plate for lane in cfg.lanes if lane.plate},
         )
 
     # ------------------------------------------------------------ input
@@ -252,6 +264,18 @@ class FusionCore:
 
     def _due_by(self, ts_ns: int) -> None:
         self._next_due_ns = min(self._next_due_ns, ts_ns)
+
+    def devices_down(self, source_id: str, down: tuple[str, ...]) -> None:
+        """What an edge node's latest heartbeat says gives no readings (plates, cameras)."""
+        now = frozenset(down)
+        if self._down.get(source_id, frozenset()) == now:
+            return
+        self._down[source_id] = now
+        self._plates_down = frozenset().union(*self._down.values())
+
+    def _weighed(self, lane: str) -> bool:
+        """The lane's plate is installed and reporting: its word decides what moved."""
+        return lane in self.plated and self.lane_plate.get(lane) not in self._plates_down
 
     def take_decided(self) -> list[int]:
         decided, self.decided_ts = self.decided_ts, []
@@ -399,10 +423,10 @@ class FusionCore:
             # shopper is inside, nobody else can be leaving on an account; with several, the
             # exit stays unmatched and is counted rather than guessed.
             inside = [x for x in self._open_sorted() if not x.exited and x.entry_ts_ns <= ts]
-            if len(inside) != 1:
+            s = inside[0] if len(inside) == 1 else self._last_seen_nearest(inside, point, ts)
+            if s is None:
                 self.stats.unmatched_exits += 1
                 return
-            s = inside[0]
         s.exits += 1
         s.first_exit_ts_ns = s.first_exit_ts_ns if s.first_exit_ts_ns is not None else ts
         s.exit_ts_ns = ts
@@ -414,6 +438,27 @@ class FusionCore:
             self._end_bindings(s, ts)
             s.exited = True
         self.changed.add(s.session_id)
+
+    def _last_seen_nearest(self, inside: list[Session], gate: Point, ts: int) -> Session | None:
+        """Nobody tracked at the exit and several shoppers inside: the one whose tracks were
+        last seen nearest the gate (a track lost on the way out). Only the time the cart
+        closes depends on it; what is in each cart does not. Counted as a guess."""
+        best: tuple[float, int, str] | None = None
+        for s in inside:
+            for key in s.bindings:
+                track = self.tracks.by_key.get(key)
+                if track is None:
+                    continue
+                i = bisect.bisect_right(track.ts_ns, ts) - 1
+                if i < 0:
+                    continue
+                cand = (distance(track.xy_m[i], gate), -track.ts_ns[i], s.session_id)
+                if best is None or cand < best:
+                    best = cand
+        if best is None:
+            return None
+        self.stats.guessed_exits += 1
+        return self.sessions[best[2]]
 
     def _end_bindings(self, s: Session, ts: int) -> None:
         for key, span in s.bindings.items():
@@ -506,6 +551,13 @@ class FusionCore:
             "weight_only_cap": p.weight_only_cap,
             "disagreement_factor": p.disagreement_factor,
         }
+        if p.evidence == "fused" and self._weighed(lane):
+            if weight is None:
+                # The plate did not move: a touch, or vision saw a hand that took nothing.
+                self.stats.vision_unconfirmed += len(shelf)
+                return
+            self._weight_first(lane, front, shelf, weights, weight, wc_ids, caps)
+            return
         if not shelf:  # weight alone
             assert weight is not None
             assoc = self._associate(front, None, start, end)
@@ -547,6 +599,77 @@ class FusionCore:
             assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
             for d in decisions:
                 self._apply(lane, d, assoc, (si.interaction_id, *wc_ids), si.end_ts_ns)
+
+    def _weight_first(
+        self,
+        lane: str,
+        front: Point,
+        shelf: list[_Pending],
+        weights: list[WeightChange],
+        weight: WeightEvidence,
+        wc_ids: tuple[str, ...],
+        caps: dict[str, Any],
+    ) -> None:
+        """A plated lane: the plate says whether, which way and how many units moved (its step
+        detection is far more reliable than counting units in pixels); the lane's contents or
+        the shopper's cart, the unit weights and vision's SKU say which SKU; the hands in the
+        lane while the plate changed say whose cart. Hands of different shoppers at once share
+        the units; when there are fewer units than shoppers the line is flagged for review."""
+        w_start = min(w.start_ts_ns for w in weights)
+        w_end = max(w.end_ts_ns for w in weights)
+        slack = self.p.pair_slack_ns
+        hands: list[tuple[int, str, ShelfInteraction, Association | None]] = []
+        for x in shelf:
+            si = x.interaction
+            assert si is not None
+            overlap = min(si.end_ts_ns, w_end + slack) - max(si.start_ts_ns, w_start - slack)
+            assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            hands.append((overlap, si.interaction_id, si, assoc))
+        hands.sort(key=lambda h: (-h[0], h[1]))
+        during = [h for h in hands if h[0] >= 0] or hands[:1]
+        shares: dict[str | None, list[ShelfInteraction]] = {}
+        assocs: dict[str | None, Association | None] = {}
+        for _, _, si, assoc in during:
+            sid = assoc.session_id if assoc else None
+            shares.setdefault(sid, []).append(si)
+            assocs.setdefault(sid, assoc)
+        if not during:
+            assoc = self._associate(front, None, w_start, w_end)
+            sid = assoc.session_id if assoc else None
+            shares[sid], assocs[sid] = [], assoc
+        first = next(iter(assocs.values()))
+        picking = weight.delta_g < 0
+        prior = self._prior(lane, first, picking)
+        if not picking and not any(c > 0 for c in prior.values()):
+            prior = self.stock.get(lane, {})  # nobody known to hold it: what the lane sells
+        # Vision's SKU, in the direction and count the plate measured for it.
+        seen: dict[str, float] = {}
+        for _, _, si, _ in during:
+            for dl in si.deltas:
+                if dl.delta and dl.sku in self.catalog:
+                    seen[dl.sku] = seen.get(dl.sku, 0.0) + dl.confidence * si.confidence
+        hint: list[SkuDelta] = []
+        if seen:
+            sku = max(sorted(seen), key=lambda k: seen[k])
+            n = max(1, round(abs(weight.delta_g) / self.catalog[sku].weight_g))
+            hint = [SkuDelta(sku, -n if picking else n, min(0.98, seen[sku]))]
+        d = decide(self.catalog, vision=hint, weight=weight, prior_counts=prior, **caps)
+        ids = (*(h[1] for h in during), *wc_ids)
+        if d is None:
+            self.stats.unassigned += 1
+            return
+        owners = list(assocs)
+        if len(owners) > 1 and d.units < len(owners):
+            # More shoppers' hands than units: the likeliest gets it, flagged, never guessed.
+            a = assocs[owners[0]]
+            amb = Association(a.session_id, a.probability, True) if a else None
+            self._apply(lane, d, amb, ids, w_end)
+            return
+        each = d.units // len(owners)
+        for k, sid in enumerate(owners):
+            n = d.units - each * (len(owners) - 1) if k == 0 else each
+            mine = tuple(si.interaction_id for si in shares[sid]) + wc_ids if shares[sid] else ids
+            self._apply(lane, replace(d, units=n), assocs[sid], mine, w_end)
 
     def _one_shopper_visit(
         self,

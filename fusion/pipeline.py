@@ -66,6 +66,7 @@ class Pipeline:
         if isinstance(msg, Heartbeat):
             if msg.status == "eos":
                 self.ended.add(src)
+            self.core.devices_down(src, msg.down)
         elif ts < self.watermark_ns:
             self.late += 1
             step.outputs.extend(self.core.apply(msg))

@@ -51,6 +51,7 @@ class Scenario:
     msgs: list[AnyMessage] = field(default_factory=list)
     paths: dict[tuple[str, int], list[Waypoint]] = field(default_factory=dict)
     tick_s: float = 0.1
+    plates_down: set[str] = field(default_factory=set)  # edge-1 heartbeats report these down
     _n: int = 0
 
     def walk(self, track_id: int, *waypoints: Waypoint, camera: str = "cam-ov-1") -> None:
@@ -184,7 +185,8 @@ class Scenario:
                     )
         for src in ("edge-1", "edge-2"):
             for i in range(int(t_end - t_start) + 1):
-                out.append(Heartbeat(source_id=src, event_ts_ns=ns(t_start + i)))
+                down = tuple(sorted(self.plates_down)) if src == "edge-1" else ()
+                out.append(Heartbeat(source_id=src, event_ts_ns=ns(t_start + i), down=down))
         out.sort(key=lambda m: m.event_ts_ns)
         for src in ("edge-1", "edge-2"):
             out.append(Heartbeat(source_id=src, event_ts_ns=ns(t_end), status="eos"))

@@ -104,6 +104,9 @@ class Heartbeat(Message, frozen=True, tag="Heartbeat", kw_only=True):
     # Outbox depth at the sender; 0 from a receiver.
     pending: NonNeg = 0
     status: str = "ok"
+    # Devices of the sending node that give no readings now (plates, cameras): fusion stops
+    # waiting for their evidence until a heartbeat no longer lists them.
+    down: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------ fusion -> billing
