@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -352,6 +352,7 @@ class Detector:
         intra_op_threads: int = 2,
         inter_op_threads: int = 1,
         conf_threshold: float = 0.25,
+        class_conf: Mapping[str, float] | None = None,
         iou_threshold: float = 0.5,
         max_batch: int = 4,
         max_det: int = 300,
@@ -386,6 +387,19 @@ class Detector:
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.max_det = max_det
+        # Per-class score thresholds: decode at the lowest, then keep each class at its own.
+        self._class_thr: npt.NDArray[np.float32] | None = None
+        if class_conf:
+            unknown = sorted(set(class_conf) - set(self.names))
+            if unknown:
+                raise ModelError(
+                    f"{path}: detector.class_conf names {unknown}, which the model does not "
+                    f"have; its classes are {self.names}"
+                )
+            thr = np.full(len(self.names), conf_threshold, np.float32)
+            for name, value in class_conf.items():
+                thr[self.names.index(name)] = value
+            self._class_thr = thr
         self.providers: list[str] = list(self._session.get_providers())
         # A fixed batch axis of 1 runs frame by frame; a fixed batch k > 1 is padded to k.
         self.batch_size = max_batch if self.info.batch is None else self.info.batch
@@ -422,6 +436,7 @@ class Detector:
             intra_op_threads=cfg.intra_op_threads,
             inter_op_threads=cfg.inter_op_threads,
             conf_threshold=cfg.conf_threshold,
+            class_conf=dict(cfg.class_conf),
             iou_threshold=cfg.iou_threshold,
             max_batch=cfg.max_batch,
         )
@@ -538,13 +553,20 @@ class Detector:
     def _postprocess(
         self, pred: npt.NDArray[np.floating[Any]], geom: Letterbox, offset: tuple[int, int]
     ) -> Detections:
+        thr = self.conf_threshold if self._class_thr is None else float(self._class_thr.min())
         if self._layout == "boxes_scores":
-            xyxy, conf, cls = decode_boxes_scores(pred, self.conf_threshold)
+            xyxy, conf, cls = decode_boxes_scores(pred, thr)
+            if self._class_thr is not None and len(conf):
+                own = conf >= self._class_thr[np.clip(cls, 0, len(self._class_thr) - 1)]
+                xyxy, conf, cls = xyxy[own], conf[own], cls[own]
             if len(conf):
                 keep = nms_per_class(xyxy, conf, cls, self.iou_threshold, self.max_det)
                 xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]
         else:
-            xyxy, conf, cls = decode_end2end(pred, self.conf_threshold)
+            xyxy, conf, cls = decode_end2end(pred, thr)
+            if self._class_thr is not None and len(conf):
+                own = conf >= self._class_thr[np.clip(cls, 0, len(self._class_thr) - 1)]
+                xyxy, conf, cls = xyxy[own], conf[own], cls[own]
             if len(conf) > self.max_det:
                 top = np.argsort(-conf, kind="stable")[: self.max_det]
                 xyxy, conf, cls = xyxy[top], conf[top], cls[top]

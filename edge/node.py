@@ -43,6 +43,7 @@ class NodeSettings:
     health_s: float = 5.0
     refresh_s: float = 2.0  # infer an idle shelf camera at least this often
     overhead_hz: float = 7.5  # inferred overhead frames per second while people are seen
+    overhead_hold_s: float = 10.0  # ... and for this long after the last person was seen
     batch_window_ms: float = 40.0  # frames this close in capture time share one batch
     motion_gating: bool = True
     dark_level: float = 24.0  # mean grey below this: the camera sees nothing usable
@@ -116,7 +117,10 @@ class _Camera:
         if self.shelf is not None:
             return moving or self.shelf.busy or self.shelf.needs_counts or since_s >= s.refresh_s
         assert self.overhead is not None
-        people = self.overhead.people_seen > 0
+        # People standing at a shelf barely move and may score low for a few frames: keep
+        # tracking at full rate while anyone was seen recently.
+        recent = frame.ts_ns - self.overhead.last_people_ns < s.overhead_hold_s * 1e9
+        people = self.overhead.people_seen > 0 or recent
         if not (moving or people):
             return since_s >= s.refresh_s
         return since_s >= 1.0 / s.overhead_hz - 1e-3

@@ -37,7 +37,7 @@ class PersonTracker:
     """ByteTrack over one camera's person boxes."""
 
     def __init__(
-        self, fps: float, *, lost_track_buffer_s: float = 2.0, min_confidence: float = 0.3
+        self, fps: float, *, lost_track_buffer_s: float = 2.0, min_confidence: float = 0.1
     ):
         import supervision as sv
         from trackers import ByteTrackTracker
@@ -47,10 +47,12 @@ class PersonTracker:
         self._tracker = ByteTrackTracker(
             lost_track_buffer=max(1, round(lost_track_buffer_s * fps)),
             frame_rate=fps,
-            track_activation_threshold=0.5,
+            # A track starts from a confident person; once it runs, low-scoring boxes of a
+            # person standing still or reaching into a shelf keep it (ByteTrack's second pass).
+            track_activation_threshold=0.4,
             minimum_consecutive_frames=2,
             minimum_iou_threshold=0.1,
-            high_conf_det_threshold=0.5,
+            high_conf_det_threshold=0.4,
         )
 
     def update(self, people: Detections, ts_s: float) -> Detections:
@@ -97,12 +99,15 @@ class OverheadTracking:
         self.updates = 0
         self.last_tracks = Detections.empty()
         self.people_seen = 0  # people detected in the last inferred frame (tracked or not)
+        self.last_people_ns = -(2**62)  # event time of the last frame with a person or a track
 
     def update(self, frame_index: int, ts_ns: int, dets: Detections) -> TrackUpdate:
         people = dets[dets.class_id == self.person_class]
         self.people_seen = len(people)
         tracked = self.tracker.update(people, ts_ns / 1e9)
         self.last_tracks = tracked
+        if len(people) or len(tracked):
+            self.last_people_ns = ts_ns
         floor = image_to_floor(self.homography, tracked.centers) if len(tracked) else None
         tracks = tuple(
             FloorTrack(

@@ -319,8 +319,8 @@ class FusionCore:
             return
         best: tuple[float, str] | None = None
         for s in self._open_sorted():
-            if s.exited:
-                continue
+            if s.exited or self._seen_on(s, key[0], ts) >= s.group_size:
+                continue  # everyone of that session is in view on this camera: not theirs
             for other in s.bindings:
                 track = self.tracks.by_key.get(other)
                 if track is None or other == key:
@@ -336,6 +336,16 @@ class FusionCore:
             return
         self.stats.relinked_tracks += 1
         self._bind(self.sessions[best[1]], key, ts)
+
+    def _seen_on(self, s: Session, camera: str, ts: int) -> int:
+        """How many of the session's bound tracks on this camera are live at ``ts``."""
+        n = 0
+        for key, (_, until) in s.bindings.items():
+            if until is None and key[0] == camera:
+                track = self.tracks.by_key.get(key)
+                if track is not None and ts - track.last_ts_ns < self.p.lost_after_ns:
+                    n += 1
+        return n
 
     def _open_sorted(self) -> list[Session]:
         return sorted(self._open.values(), key=lambda s: (s.entry_ts_ns, s.session_id))
@@ -738,7 +748,7 @@ class FusionCore:
                 if track is None:
                     continue
                 lo, hi = max(start, since) - slack, min(end, until or end) + slack
-                d = _min_metric(track, metric, front, lo, hi, p.reach_radius_m * 2)
+                d = _min_metric(track, metric, front, lo, hi, p.reach_radius_m * 2, p.lost_hold_ns)
                 if d is not None and (best is None or d < best):
                     best = d
             if best is not None:
@@ -855,6 +865,7 @@ def _min_metric(
     lo: int,
     hi: int,
     max_front_m: float,
+    hold_ns: int = 0,
 ) -> tuple[float, float] | None:
     """Closest a track comes to the arm (or to the lane front) between lo and hi.
 
@@ -865,6 +876,10 @@ def _min_metric(
     samples = track.xy_m[i:j]
     if not samples:
         near = track.at(lo, 1_000_000_000) or track.at(hi, 1_000_000_000)
+        if near is None and 0 < i == len(track.ts_ns) and lo - track.ts_ns[-1] <= hold_ns:
+            # Lost before the event and never seen again: people standing at a shelf are
+            # the ones a detector loses; take them as still standing where last seen.
+            near = track.xy_m[-1]
         if near is None:
             return None
         samples = [near]

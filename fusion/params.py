@@ -30,6 +30,9 @@ class FusionParams:
     relink_window_ns: int = 5 * S_TO_NS
     # A bound track not seen for this long counts as lost (a new track may take its place).
     lost_after_ns: int = 300_000_000
+    # A track lost before a shelf event and not seen since counts as standing where it was
+    # last seen for this long (a shopper still at the shelf scores low for the detector).
+    lost_hold_ns: int = 5 * S_TO_NS
     # Track samples kept per track (event time).
     track_history_ns: int = 120 * S_TO_NS
     # A group session whose members did not all pass the exit closes this long after the first.

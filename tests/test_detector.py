@@ -167,6 +167,17 @@ def test_confidence_threshold_and_max_det(tmp_path: Path) -> None:
     assert d.confidence.tolist() == pytest.approx([0.9 * mean, 0.7 * mean], rel=1e-4)
 
 
+@pytest.mark.parametrize("layout", ["boxes_scores", "end2end"])
+def test_per_class_thresholds(tmp_path: Path, layout: str) -> None:
+    rows = BOXES_SCORES if layout == "boxes_scores" else END2END
+    path = build_model(tmp_path / "m.onnx", rows, layout=layout)
+    # White frame: scores scale by about 0.87. Hands are kept from 0.5, everything else at 0.75.
+    det = Detector(path, providers=["cpu"], conf_threshold=0.75, class_conf={"hand": 0.5})
+    assert sorted(det.detect([WHITE_640x480])[0].class_id.tolist()) == [0, 2]
+    with pytest.raises(ModelError, match="person"):
+        Detector(path, providers=["cpu"], class_conf={"person": 0.1})
+
+
 def test_dynamic_batch_runs_frames_together(tmp_path: Path) -> None:
     path = build_model(tmp_path / "dyn.onnx", BOXES_SCORES, input_shape=("batch", 3, 320, 320))
     det = Detector(path, providers=["cpu"], max_batch=4)

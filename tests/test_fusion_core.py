@@ -288,3 +288,32 @@ def test_doubtful_change_that_nets_to_nothing_needs_no_review(store: Store) -> N
     r = run(store, sc.messages())
     assert r.cart("acct-a") == {} and r.cart("acct-b") == {}
     assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
+
+
+def test_new_track_is_not_relinked_to_a_shopper_still_in_view(store: Store) -> None:
+    sc = Scenario(store)
+    # A's first track is lost at the cola lane and A is picked up again as track 4 (re-link).
+    sc.walk(1, (-0.5, 1.1, 0.3), (4.0, 3.05, 7.1), (5.0, 3.05, 7.1))
+    sc.walk(4, (5.4, 3.0, 7.0), (7.0, 2.0, 7.0), (20.0, 2.0, 7.0))
+    # B stands next to where A was lost; B's track drops out and comes back as track 3.
+    sc.walk(2, (1.0, 1.1, 0.3), (6.0, 3.1, 7.2), (8.0, 3.1, 7.2))
+    sc.walk(3, (9.0, 3.1, 7.1), (20.0, 3.1, 7.1))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    r = run(store, sc.messages())
+    sid = {s.account_id: s.session_id for s in r.core.sessions.values()}
+    assert r.core.bound[("cam-ov-1", 4)] == sid["acct-a"]
+    assert r.core.bound[("cam-ov-1", 3)] == sid["acct-b"]
+
+
+def test_track_lost_at_the_shelf_still_counts_there(store: Store) -> None:
+    sc = Scenario(store)
+    sc.walk(1, (-0.5, 1.1, 0.3), (5.0, 2.4, 7.0), (7.0, 2.4, 7.0))  # lost at t=7, at the lane
+    sc.walk(2, (1.0, 1.1, 0.3), (6.0, 4.0, 6.2), (20.0, 4.0, 6.2))  # someone 1.8 m away
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.take(10.0, "G1-L00", exit_xy=(2.4, 7.3))
+    r = run(store, sc.messages())
+    assert r.core.sessions[session_id("gate-in", "acct-a", ns(0.0))].cart.holdings() == {
+        "cola-330": 1
+    }

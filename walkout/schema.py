@@ -168,6 +168,9 @@ class Detector(_Section, frozen=True, kw_only=True):
     intra_op_threads: Annotated[int, Meta(ge=0, le=256)] = 2
     inter_op_threads: Annotated[int, Meta(ge=0, le=256)] = 1
     conf_threshold: Annotated[float, Meta(ge=0, le=1)] = 0.25
+    # Per-class thresholds (class name -> score), e.g. a low one for people so the overhead
+    # tracker can keep a track through frames where the person scores low.
+    class_conf: dict[str, Annotated[float, Meta(ge=0, le=1)]] = {}
     iou_threshold: Annotated[float, Meta(ge=0, le=1)] = 0.5
     max_batch: Annotated[int, Meta(ge=1, le=64)] = 4
 
