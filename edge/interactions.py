@@ -60,6 +60,7 @@ class InteractionSettings:
     min_hand_move_px: float = 5.0  # a hand must move this much between frames to carry
     hold_frames: int = 2  # frames at entry and at exit whose held items count as carried
     confirm_frames: int = 5  # clear frames in a row that confirm a count changed unseen
+    exit_reach_lanes: float = 1.0  # the exit position may lie this many lane widths outside
 
     def __post_init__(self) -> None:
         if not 0 < self.enter_fraction <= 1:
@@ -92,6 +93,9 @@ class _Visit:
     hand_x_px: float = 0.0
     hand_xy: tuple[float, float] = (0.0, 0.0)
     hand_size_px: float = 0.0
+    # Where the hand was last seen after leaving the lane: it heads back to its shopper, so
+    # this side says more about whose hand it was than where it was inside the lane.
+    out_x_px: float | None = None
 
 
 @dataclass
@@ -415,6 +419,7 @@ class ShelfInteractions:
         visit.missing = 0
         visit.end_frame, visit.end_ts_ns = frame_index, ts_ns
         visit.hand_x_px = float(v.hand_x_px[h])
+        visit.out_x_px = None
         visit.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
         visit.hand_size_px = float(v.hand_size_px[h])
 
@@ -438,8 +443,14 @@ class ShelfInteractions:
             if d[h] > 2.5 * max(visit.hand_size_px, 1.0):
                 return
         visit.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
+        visit.out_x_px = visit.hand_xy[0]
         if v.hand_moving[h]:
             self._note_held(visit, v.held[h].copy(), leaving=True)
+
+    def _exit_across(self, lane_index: int, visit: _Visit) -> float:
+        if visit.out_x_px is None:
+            return self.regions.across(lane_index, visit.hand_x_px)
+        return self.regions.across(lane_index, visit.out_x_px, reach=self.s.exit_reach_lanes)
 
     def _timeouts(self, ts_ns: int) -> list[ShelfInteraction]:
         out = []
@@ -610,7 +621,7 @@ class ShelfInteractions:
                     start_frame=x.start_frame,
                     start_ts_ns=x.start_ts_ns,
                     end_ts_ns=x.end_ts_ns,
-                    across=self.regions.across(lane.index, x.hand_x_px),
+                    across=self._exit_across(lane.index, x),
                     evidence=evidence,
                     suffix=f".{k}" if k else "",
                     hand_id=x.hand_id,

@@ -86,9 +86,10 @@ class LaneRegions:
         out: F64 = inside / np.clip(self.areas, 1, None)[None, :]
         return out
 
-    def across(self, lane_index: int, x_px: float) -> float:
-        """Where ``x_px`` lies across the lane, from -0.5 (left edge) to +0.5 (right edge)."""
+    def across(self, lane_index: int, x_px: float, reach: float = 0.0) -> float:
+        """Where ``x_px`` lies across the lane, from -0.5 (left edge) to +0.5 (right edge);
+        up to ``reach`` lane widths beyond either edge (a hand already on its way out)."""
         x0, x1 = self.x_spans[lane_index]
         if x1 <= x0:
             return 0.0
-        return float(np.clip((x_px - x0) / (x1 - x0), 0.0, 1.0)) - 0.5
+        return float(np.clip((x_px - x0) / (x1 - x0), -reach, 1.0 + reach)) - 0.5

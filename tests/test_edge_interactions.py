@@ -185,3 +185,18 @@ def test_two_hands_in_one_lane_at_once_are_two_interactions() -> None:
     assert all([(d.sku, d.delta) for d in e.deltas] == [("cola", -1)] for e in events)
     xs = sorted(e.exit_xy_m[0] for e in events if e.exit_xy_m)
     assert xs[0] < 1.0 < xs[1] and {e.hand_track_id for e in events} == {1, 2}
+
+
+def test_exit_position_follows_the_hand_on_its_way_out() -> None:
+    """A hand picks at the right of the lane and leaves towards the left (its shopper stands
+    there, arm across): the exit position is on the left, where the hand went."""
+    idle = [items(5, 4)] * 4
+    up = [[*items(5, 4), hand_at(y, 250)] for y in (350, 300, 250, 200, 80, 80)]
+    out = [
+        [*items(4, 4), hand_at(y, x), ((x - 20, y - 20, x + 20, y + 20), 0)]
+        for y, x in ((80, 250), (200, 160), (250, 90), (300, 40), (350, 30))
+    ]
+    events = play(idle + up + out + [items(4, 4)] * 5)
+    (e,) = events
+    assert {d.sku: d.delta for d in e.deltas} == {"cola": -1}
+    assert e.exit_xy_m is not None and e.exit_xy_m[0] < 1.0 - 0.2
