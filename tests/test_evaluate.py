@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from walkout.cli import main
+from walkout.evaluate import load_latency
 from walkout.recording import (
     ExpectedReceipt,
     Manifest,
@@ -142,7 +144,14 @@ def _run(folder: Path) -> None:
         )
         + "\n"
     )
-    (folder / "latency_ms.json").write_text(json.dumps([1.0, 1.5, 2.0, 9.0]))
+    (folder / "latency.json").write_text(
+        json.dumps(
+            {
+                "realtime": False,
+                "apply_ms": {"le": [1, 2, 5, 10, "+Inf"], "cumulative": [1, 3, 3, 4, 4]},
+            }
+        )
+    )
 
 
 def test_eval_cli_scores_and_writes_the_report(tmp_path: Path, capsys: object) -> None:
@@ -166,3 +175,15 @@ def test_eval_says_what_is_missing(tmp_path: Path, capsys: object) -> None:
     _recording(tmp_path / "rec")
     (tmp_path / "run").mkdir()
     assert main(["eval", str(tmp_path / "rec"), str(tmp_path / "run")]) == 1
+
+
+def test_latency_histogram_from_the_replay(tmp_path: Path) -> None:
+    _run(tmp_path / "run")
+    lat = load_latency(tmp_path / "run")
+    assert lat is not None and "applied" in lat.title
+    assert lat.counts == (1, 2, 0, 1, 0) and lat.n == 4
+    assert lat.quantile(0.5) == 2 and lat.quantile(0.99) == 10
+    doc = {"realtime": True, "cart_update_ms": {"le": [100, "+Inf"], "cumulative": [0, 3]}}
+    (tmp_path / "run" / "latency.json").write_text(json.dumps(doc))
+    lat = load_latency(tmp_path / "run")
+    assert lat is not None and "real-time" in lat.title and lat.quantile(0.5) == math.inf

@@ -6,7 +6,9 @@ Reads from the run folder (written by ``walkout replay``):
 - ``carts.jsonl``: the CartClosed messages fusion sent (entry and exit times per checkout);
 - ``events.jsonl``: every edge message fusion made durable (ShelfInteraction gives events);
 - ``assignments.jsonl`` (optional): which account fusion gave each piece of evidence;
-- ``latency_ms.json`` (optional): send-to-cart-update latencies measured during the replay.
+- ``latency.json`` (optional): fusion's latency histograms at the end of the replay:
+  ``cart_update_ms`` (event time to the cart change, watermark wait included; meaningful when
+  the replay ran ``--realtime``) and ``apply_ms`` (durable in fusion's log to applied).
 
 Writes ``RUN/eval/report.md``, ``summary.json`` and PNG plots (receipt F1 per family, SKU
 confusions, latency histogram).
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,7 @@ RECEIPTS = "receipts.json"
 CARTS = "carts.jsonl"
 EVENTS = "events.jsonl"
 ASSIGNMENTS = "assignments.jsonl"
-LATENCY = "latency_ms.json"
+LATENCY = "latency.json"
 
 
 class RunError(Exception):
@@ -120,7 +124,50 @@ def score_folder(truth: Truth, run: Path) -> Score:
 # ------------------------------------------------------------------ report
 
 
-def _plots(scores: Sequence[Score], total: Score, latency_ms: list[float], out: Path) -> list[str]:
+@dataclass(frozen=True)
+class Latency:
+    """One latency histogram: bucket upper bounds (ms) and the count in each bucket."""
+
+    title: str
+    le: tuple[float, ...]
+    counts: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return int(sum(self.counts))
+
+    def quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding the q-quantile (inf past the last bound)."""
+        target, running = q * self.n, 0.0
+        for bound, c in zip(self.le, self.counts):
+            running += c
+            if running >= target:
+                return bound
+        return math.inf
+
+
+def load_latency(run: Path) -> Latency | None:
+    """The replay's cart-update histogram when it ran in real time, else the apply one."""
+    p = run / LATENCY
+    if not p.exists():
+        return None
+    doc = json.loads(p.read_text())
+    key = "cart_update_ms" if doc.get("realtime") else "apply_ms"
+    hist = doc.get(key)
+    if not hist:
+        return None
+    le = [math.inf if b == "+Inf" else float(b) for b in hist["le"]]
+    cum = [float(c) for c in hist["cumulative"]]
+    counts = [c - (cum[i - 1] if i else 0.0) for i, c in enumerate(cum)]
+    title = (
+        "event time to cart change (real-time replay, watermark wait included)"
+        if key == "cart_update_ms"
+        else "durable in fusion's log to applied (replay faster than real time)"
+    )
+    return Latency(title, tuple(le), tuple(counts))
+
+
+def _plots(scores: Sequence[Score], total: Score, latency: Latency | None, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,14 +214,15 @@ def _plots(scores: Sequence[Score], total: Score, latency_ms: list[float], out: 
     plt.close(fig)
     made.append("sku_confusions.png")
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    if latency_ms:
-        ax.hist(latency_ms, bins=40, color="#264653")
-        ax.set_xlabel("send to cart update (ms)")
-        ax.set_ylabel("events")
-        srt = sorted(latency_ms)
-        p50, p99 = srt[len(srt) // 2], srt[min(len(srt) - 1, int(len(srt) * 0.99))]
-        ax.set_title(f"Latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms (n={len(srt)})")
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    if latency is not None and latency.n:
+        labels = [f"<={b:g}" if math.isfinite(b) else "more" for b in latency.le]
+        ax.bar(range(len(labels)), latency.counts, color="#264653")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+        ax.set_xlabel(f"ms: {latency.title}", fontsize=8)
+        ax.set_ylabel("batches" if "applied" in latency.title else "shelf events")
+        p50, p99 = latency.quantile(0.5), latency.quantile(0.99)
+        ax.set_title(f"Latency: p50 <= {p50:g} ms, p99 <= {p99:g} ms (n={latency.n})", fontsize=9)
     else:
         ax.text(0.5, 0.5, "no latency samples in this run", ha="center", va="center")
         ax.set_axis_off()
@@ -214,12 +262,12 @@ def write_report(
     scores: Sequence[Score],
     out: Path,
     title: str,
-    latency_ms: list[float] | None = None,
+    latency: Latency | None = None,
     notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     fams, total = by_family(scores)
-    plots = _plots(fams, total, latency_ms or [], out)
+    plots = _plots(fams, total, latency, out)
     summary = {
         "overall": total.summary(),
         "families": [f.summary() for f in fams],
@@ -236,11 +284,6 @@ def write_report(
     return summary
 
 
-def _latency(run: Path) -> list[float]:
-    p = run / LATENCY
-    return [float(x) for x in json.loads(p.read_text())] if p.exists() else []
-
-
 def _eval(args: argparse.Namespace) -> int:
     rec_dir, run = Path(args.recording), Path(args.run)
     try:
@@ -254,7 +297,7 @@ def _eval(args: argparse.Namespace) -> int:
         return 1
     out = Path(args.out) if args.out else run / "eval"
     summary = write_report(
-        [score], out, f"Evaluation of {run.name} on {rec_dir.name}", _latency(run)
+        [score], out, f"Evaluation of {run.name} on {rec_dir.name}", load_latency(run)
     )
     o = summary["overall"]
     assert isinstance(o, dict)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ import yaml
 
 from walkout import keys
 from walkout.config import ConfigError, Store, load_store
+from walkout.evaluate import LATENCY as LATENCY_FILE
 from walkout.recording import Recording, RecordingError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-store.yaml"
@@ -126,20 +128,63 @@ class ReplayResult:
         return self.store_s / self.wall_s if self.wall_s else 0.0
 
 
-def _metric(port: int, name: str) -> float | None:
-    """One sample of a metric from a service's /metrics endpoint (None if unreachable)."""
+def _scrape(port: int) -> str | None:
+    """A service's /metrics text (None if unreachable)."""
     import urllib.request
 
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            body = r.read().decode()
+            return str(r.read().decode())
     except OSError:
+        return None
+
+
+def _metric(port: int, name: str) -> float | None:
+    """One sample of a metric from a service's /metrics endpoint (None if unreachable)."""
+    body = _scrape(port)
+    if body is None:
         return None
     total: float | None = None
     for line in body.splitlines():
         if line.startswith(name) and (len(line) == len(name) or line[len(name)] in " {"):
             total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
     return total
+
+
+def _histogram(body: str, name: str) -> dict[str, list[float]] | None:
+    """A Prometheus histogram's cumulative bucket counts (summed over label sets)."""
+    cum: dict[float, float] = {}
+    prefix = f"{name}_bucket"
+    for line in body.splitlines():
+        if line.startswith(prefix) and 'le="' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            bound = math.inf if le == "+Inf" else float(le)
+            cum[bound] = cum.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    if not cum:
+        return None
+    bounds = sorted(cum)
+    return {"le": bounds, "cumulative": [cum[b] for b in bounds]}
+
+
+def _save_latency(port: int, out: Path, realtime: bool) -> None:
+    """Fusion's latency histograms for ``walkout eval``: cart update (event time to the cart
+    change, watermark wait included: meaningful when the replay runs in real time) and apply
+    (durable in fusion's log to applied)."""
+    body = _scrape(port)
+    if body is None:
+        return
+    doc: dict[str, Any] = {"realtime": realtime}
+    for key, metric in (
+        ("cart_update_ms", "walkout_fusion_cart_update_latency_ms"),
+        ("apply_ms", "walkout_fusion_apply_latency_ms"),
+    ):
+        hist = _histogram(body, metric)
+        if hist is not None:
+            doc[key] = {
+                "le": [b if math.isfinite(b) else "+Inf" for b in hist["le"]],
+                "cumulative": hist["cumulative"],
+            }
+    (out / LATENCY_FILE).write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def replay(
@@ -208,6 +253,7 @@ def replay(
             s.start(env)
         _wait_edges(edges, [billing, fusion], rec.manifest.duration_s, timeout_s, progress)
         _wait_settled(run_store, fusion, billing, timeout_s=max(60.0, rec.manifest.duration_s))
+        _save_latency(run_store.cfg.services.fusion_metrics_port, out, realtime)
     finally:
         codes = {s.name: s.stop() for s in reversed(services)}
     wall_s = time.perf_counter() - t0
