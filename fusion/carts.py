@@ -33,13 +33,28 @@ class Cart:
     _qty: dict[str, int] = field(default_factory=dict)
     _last_pick_ns: dict[str, int] = field(default_factory=dict)
     _lines: dict[str, CartLine | None] = field(default_factory=dict)
-    _by_sku: dict[str, list[CartChange]] = field(default_factory=dict)
+    # Per SKU, over its changes so far: every evidence id (first-seen order), the lowest
+    # confidence, and whether any needs review. A line is built from these without going
+    # through the changes again (a snapshot is published after every change).
+    _evidence: dict[str, dict[str, None]] = field(default_factory=dict)
+    _min_confidence: dict[str, float] = field(default_factory=dict)
+    _review: dict[str, bool] = field(default_factory=dict)
 
     def apply(self, change: CartChange) -> None:
         self.changes.append(change)
         sku = change.sku
         self._qty[sku] = self._qty.get(sku, 0) + change.delta
-        self._by_sku.setdefault(sku, []).append(change)
+        evidence = self._evidence.get(sku)
+        if evidence is None:
+            self._evidence[sku] = dict.fromkeys(change.evidence)
+            self._min_confidence[sku] = change.confidence
+            self._review[sku] = bool(change.review)
+        else:
+            evidence.update(dict.fromkeys(change.evidence))
+            if change.confidence < self._min_confidence[sku]:
+                self._min_confidence[sku] = change.confidence
+            if change.review:
+                self._review[sku] = True
         self._lines.pop(sku, None)
         if change.delta > 0:
             self._last_pick_ns[sku] = max(self._last_pick_ns.get(sku, -1), change.ts_ns)
@@ -59,16 +74,12 @@ class Cart:
         qty = self._qty.get(sku, 0)
         line: CartLine | None = None
         if qty > 0:
-            changes = self._by_sku[sku]
-            evidence: dict[str, None] = {}
-            for c in changes:
-                evidence.update(dict.fromkeys(c.evidence))
             line = CartLine(
                 sku=sku,
                 quantity=qty,
-                confidence=round(min(c.confidence for c in changes), 4),
-                evidence=tuple(evidence),
-                review=any(c.review for c in changes),
+                confidence=round(self._min_confidence[sku], 4),
+                evidence=tuple(self._evidence[sku]),
+                review=self._review[sku],
             )
         self._lines[sku] = line
         return line

@@ -29,7 +29,6 @@ Rules (each one a documented choice):
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -40,7 +39,14 @@ from fusion.carts import Cart, CartChange
 from fusion.evidence import Decision, Unit, WeightEvidence, decide, decide_many
 from fusion.ids import checkout_id, session_id, weight_change_id
 from fusion.params import FusionParams
-from fusion.tracks import Track, TrackKey, Tracks, distance
+from fusion.tracks import (
+    Track,
+    TrackKey,
+    Tracks,
+    bisect_left_tail,
+    bisect_right_tail,
+    distance,
+)
 from walkout.messages import (
     AnyMessage,
     CartClosed,
@@ -54,6 +60,7 @@ from walkout.messages import (
 
 Point = tuple[float, float]
 EXPIRE_EVERY_NS = 1_000_000_000  # forget old track samples once per second of event time
+NEVER = 2**63 - 1
 OutMessage = SessionOpened | CartClosed
 
 
@@ -163,7 +170,15 @@ class FusionCore:
         self.watermark_ns = 0
         self.latest_ns = 0  # latest event time applied
         self._expired_at = 0
-        self._next_due_ns = 0  # advance() has nothing to do before this watermark
+        self.next_due_ns = 0  # advance() has nothing to do before this watermark
+        # Caches of what only changes when a session opens, exits or closes.
+        self._sessions_due: int | None = None  # earliest exit-related time; None: recompute
+        self._open_by_id: list[Session] | None = None  # open sessions by id; None: rebuild
+        self._caps: dict[str, Any] = {
+            "vision_only_cap": params.vision_only_cap,
+            "weight_only_cap": params.weight_only_cap,
+            "disagreement_factor": params.disagreement_factor,
+        }
         self.decided_ts: list[int] = []  # event times of shelf events decided since last take
 
     @classmethod
@@ -211,59 +226,82 @@ class FusionCore:
         Everything that falls due is done in event-time order (decisions before closes at the
         same instant), so how far one call moves the watermark does not change the result.
         """
-        self.watermark_ns = max(self.watermark_ns, watermark_ns)
+        if watermark_ns > self.watermark_ns:
+            self.watermark_ns = watermark_ns
         wm, p = self.watermark_ns, self.p
-        if wm < self._next_due_ns:
+        if wm < self.next_due_ns:
             return []
-        due: list[tuple[int, int, str, list[_Pending] | Session]] = []
-        for lane in sorted(self.pending):
-            for grp in self._due_groups(lane, wm):
-                end = max(x.end_ts_ns for x in grp)
-                due.append((end + p.pair_window_ns, 0, f"{lane}|{grp[0].evidence_id}", grp))
-        for s in self._open.values():
-            if s.first_exit_ts_ns is None:
-                continue
-            if not s.exited and wm >= s.first_exit_ts_ns + p.group_exit_grace_ns:
-                at = s.first_exit_ts_ns + p.group_exit_grace_ns
-                due.append((at, 1, s.session_id, s))
-            elif s.exited and s.exit_ts_ns is not None:
-                at = s.exit_ts_ns + p.allowed_lateness_ns + p.pair_window_ns
-                if wm >= at:
-                    due.append((at, 1, s.session_id, s))
-        due.sort(key=lambda d: d[:3])
+        # (due at, decisions before closes, tag, lane, item): sorted on the first three.
+        due: list[tuple[int, int, str, str, list[_Pending] | Session]] = []
+        if self.pending:
+            window = p.pair_window_ns
+            for lane in sorted(self.pending):
+                for grp in self._due_groups(lane, wm):
+                    end = _last_end(grp)
+                    due.append((end + window, 0, f"{lane}|{grp[0].evidence_id}", lane, grp))
+        if wm >= self._exits_due():
+            for s in self._open.values():
+                if s.first_exit_ts_ns is None:
+                    continue
+                if not s.exited and wm >= s.first_exit_ts_ns + p.group_exit_grace_ns:
+                    at = s.first_exit_ts_ns + p.group_exit_grace_ns
+                    due.append((at, 1, s.session_id, "", s))
+                elif s.exited and s.exit_ts_ns is not None:
+                    at = s.exit_ts_ns + p.allowed_lateness_ns + p.pair_window_ns
+                    if wm >= at:
+                        due.append((at, 1, s.session_id, "", s))
+        if len(due) > 1:
+            due.sort(key=lambda d: d[:3])
         out: list[Output] = []
-        for _, _, tag, item in due:
+        for _, _, _, lane, item in due:
             if isinstance(item, Session):
                 if not item.exited:  # a group member never passed the exit: close anyway
                     self._end_bindings(item, item.exit_ts_ns or 0)
                     item.exited = True
+                    self._sessions_due = None
                 out.append(self._close(item))
             else:
-                self._decide_group(tag.split("|", 1)[0], item)
+                self._decide_group(lane, item)
         horizon = min(wm, self.latest_ns)  # an end-of-stream watermark must not forget tracks
         if horizon > p.track_history_ns and horizon >= self._expired_at + EXPIRE_EVERY_NS:
             self._expired_at = horizon
             for key in self.tracks.expire(horizon):
                 self.bound.pop(key, None)
-        self._next_due_ns = self._earliest_due()
+        self.next_due_ns = self._earliest_due()
         return out
 
     def _earliest_due(self) -> int:
         """A lower bound of the next watermark at which :meth:`advance` has work."""
-        p = self.p
-        times = [
-            min(x.end_ts_ns for x in items) + p.pair_window_ns for items in self.pending.values()
-        ]
-        for s in self._open.values():
-            if s.exited and s.exit_ts_ns is not None:
-                times.append(s.exit_ts_ns + p.allowed_lateness_ns + p.pair_window_ns)
-            elif s.first_exit_ts_ns is not None:
-                times.append(s.first_exit_ts_ns + p.group_exit_grace_ns)
-        times.append(self._expired_at + EXPIRE_EVERY_NS)
-        return min(times)
+        earliest = min(self._exits_due(), self._expired_at + EXPIRE_EVERY_NS)
+        if self.pending:
+            window = self.p.pair_window_ns
+            for items in self.pending.values():
+                t = _first_end(items) + window
+                if t < earliest:
+                    earliest = t
+        return earliest
+
+    def _exits_due(self) -> int:
+        """The earliest time an open session's exit (or its group's grace) falls due; cached
+        until a session exits or closes."""
+        if self._sessions_due is None:
+            p = self.p
+            earliest = NEVER
+            for s in self._open.values():
+                if s.exited and s.exit_ts_ns is not None:
+                    t = s.exit_ts_ns + p.allowed_lateness_ns + p.pair_window_ns
+                elif s.first_exit_ts_ns is not None:
+                    t = s.first_exit_ts_ns + p.group_exit_grace_ns
+                else:
+                    continue
+                if t < earliest:
+                    earliest = t
+            self._sessions_due = earliest
+        return self._sessions_due
 
     def _due_by(self, ts_ns: int) -> None:
-        self._next_due_ns = min(self._next_due_ns, ts_ns)
+        if ts_ns < self.next_due_ns:
+            self.next_due_ns = ts_ns
 
     def devices_down(self, source_id: str, down: tuple[str, ...]) -> None:
         """What an edge node's latest heartbeat says gives no readings (plates, cameras)."""
@@ -291,9 +329,21 @@ class FusionCore:
     # ------------------------------------------------------------ tracks and sessions
 
     def _tracks(self, msg: TrackUpdate) -> None:
-        ts = msg.event_ts_ns
+        # The hottest path (every overhead frame): a known track seen at a newer time gets its
+        # sample appended in place; anything else goes through Tracks.update.
+        ts, cam = msg.event_ts_ns, msg.camera_id
+        known = self.tracks.on_camera(cam)
         for t in msg.tracks:
-            key = (msg.camera_id, t.track_id)
+            track = known.get(t.track_id)
+            if track is not None:
+                times = track.ts_ns
+                if ts > times[-1]:
+                    times.append(ts)
+                    track.xy_m.append((t.x_m, t.y_m))
+                else:
+                    track.add(ts, (t.x_m, t.y_m))
+                continue
+            key = (cam, t.track_id)
             if self.tracks.update(key, ts, (t.x_m, t.y_m)) and key not in self.bound:
                 self._bind_new_track(key, ts, (t.x_m, t.y_m))
 
@@ -347,6 +397,12 @@ class FusionCore:
                     n += 1
         return n
 
+    def _open_sessions_by_id(self) -> list[Session]:
+        """Open sessions by session id (cached until one opens or closes)."""
+        if self._open_by_id is None:
+            self._open_by_id = sorted(self._open.values(), key=_session_key)
+        return self._open_by_id
+
     def _open_sorted(self) -> list[Session]:
         return sorted(self._open.values(), key=lambda s: (s.entry_ts_ns, s.session_id))
 
@@ -393,6 +449,7 @@ class FusionCore:
         sid = session_id(g.gate_id, g.account_id, ts)
         s = Session(sid, g.account_id, g.gate_id, ts, point, g.group_size, Cart(sid))
         self.sessions[sid] = self._open[sid] = s
+        self._open_by_id = None
         take = near[: g.group_size]
         s.wanted = g.group_size - len(take)
         for _, track in take:
@@ -447,6 +504,7 @@ class FusionCore:
         if s.exits >= s.group_size:
             self._end_bindings(s, ts)
             s.exited = True
+        self._sessions_due = None
         self.changed.add(s.session_id)
 
     def _last_seen_nearest(self, inside: list[Session], gate: Point, ts: int) -> Session | None:
@@ -459,7 +517,7 @@ class FusionCore:
                 track = self.tracks.by_key.get(key)
                 if track is None:
                     continue
-                i = bisect.bisect_right(track.ts_ns, ts) - 1
+                i = bisect_right_tail(track.ts_ns, ts) - 1
                 if i < 0:
                     continue
                 cand = (distance(track.xy_m[i], gate), -track.ts_ns[i], s.session_id)
@@ -480,6 +538,8 @@ class FusionCore:
         assert s.exit_ts_ns is not None
         s.closed = True
         self._open.pop(s.session_id, None)
+        self._sessions_due = None
+        self._open_by_id = None
         self._recently_closed.append(s)
         horizon = self.latest_ns - self.p.track_history_ns
         while self._recently_closed and (self._recently_closed[0].exit_ts_ns or 0) < horizon:
@@ -515,7 +575,16 @@ class FusionCore:
 
     def _due_groups(self, lane: str, wm: int) -> list[list[_Pending]]:
         """Take the lane's overlapping event groups whose pairing window has passed."""
-        items = sorted(self.pending[lane], key=lambda x: (x.start_ts_ns, x.evidence_id))
+        items = self.pending[lane]
+        window = self.p.pair_window_ns
+        if len(items) == 1:
+            if items[0].end_ts_ns + window <= wm:
+                del self.pending[lane]
+                return [items]
+            return []
+        if _first_end(items) + window > wm:
+            return []  # no group can be due: each one ends at or after the earliest end
+        items = sorted(items, key=lambda x: (x.start_ts_ns, x.evidence_id))
         slack = self.p.pair_slack_ns
         groups: list[list[_Pending]] = []
         end = -1
@@ -540,32 +609,39 @@ class FusionCore:
         return due
 
     def _decide_group(self, lane: str, grp: list[_Pending]) -> None:
-        self.decided_ts.append(max(x.end_ts_ns for x in grp))
-        shelf = [x for x in grp if x.interaction is not None]
-        weights = [x.weight for x in grp if x.weight is not None]
-        wc_ids = tuple(x.evidence_id for x in grp if x.weight is not None)
-        weight: WeightEvidence | None = None
-        if weights:
-            weight = WeightEvidence(
-                sum(w.delta_g for w in weights), math.sqrt(sum(w.sigma_g**2 for w in weights))
-            )
-        start = min(x.start_ts_ns for x in grp)
-        end = max(x.end_ts_ns for x in grp)
+        end = _last_end(grp)
+        self.decided_ts.append(end)
+        shelf: list[_Pending]
+        weights: list[WeightChange]
+        if len(grp) == 1:  # the usual case: one event alone on its lane
+            x = grp[0]
+            shelf = [x] if x.interaction is not None else []
+            weights = [x.weight] if x.weight is not None else []
+            wc_ids: tuple[str, ...] = (x.evidence_id,) if x.weight is not None else ()
+            start = x.start_ts_ns
+        else:
+            shelf = [x for x in grp if x.interaction is not None]
+            weights = [x.weight for x in grp if x.weight is not None]
+            wc_ids = tuple(x.evidence_id for x in grp if x.weight is not None)
+            start = min(x.start_ts_ns for x in grp)
         front = self.lane_front.get(lane)
         if front is None:
             self.stats.unassigned += 1
             return
         p = self.p
-        caps: dict[str, Any] = {
-            "vision_only_cap": p.vision_only_cap,
-            "weight_only_cap": p.weight_only_cap,
-            "disagreement_factor": p.disagreement_factor,
-        }
-        if p.evidence == "fused" and self._weighed(lane):
-            if weight is None:
-                # The plate did not move: a touch, or vision saw a hand that took nothing.
-                self.stats.vision_unconfirmed += len(shelf)
-                return
+        weighed = p.evidence == "fused" and self._weighed(lane)
+        if weighed and not weights:
+            # The plate did not move: a touch, or vision saw a hand that took nothing.
+            self.stats.vision_unconfirmed += len(shelf)
+            return
+        weight: WeightEvidence | None = None
+        if weights:
+            weight = WeightEvidence(
+                sum(w.delta_g for w in weights), math.sqrt(sum(w.sigma_g**2 for w in weights))
+            )
+        caps = self._caps
+        if weighed:
+            assert weight is not None
             self._weight_first(lane, front, shelf, weights, weight, wc_ids, caps)
             return
         if not shelf:  # weight alone
@@ -679,7 +755,7 @@ class FusionCore:
         for k, sid in enumerate(owners):
             n = d.units - each * (len(owners) - 1) if k == 0 else each
             mine = tuple(si.interaction_id for si in shares[sid]) + wc_ids if shares[sid] else ids
-            self._apply(lane, replace(d, units=n), assocs[sid], mine, w_end)
+            self._apply(lane, d if n == d.units else replace(d, units=n), assocs[sid], mine, w_end)
 
     def _one_shopper_visit(
         self,
@@ -732,9 +808,15 @@ class FusionCore:
         found: list[tuple[float, float, str]] = []
         # Shoppers still inside, and those whose cart closed after this event started (a late
         # event for them is dropped and counted, not given to someone else).
-        shoppers = list(self._open.values())
-        shoppers += [s for s in self._recently_closed if (s.exit_ts_ns or 0) >= start - slack]
-        for s in sorted(shoppers, key=lambda s: s.session_id):
+        late = [s for s in self._recently_closed if (s.exit_ts_ns or 0) >= start - slack]
+        if late:
+            shoppers = sorted([*self._open.values(), *late], key=_session_key)
+        else:
+            shoppers = self._open_sessions_by_id()
+        by_key = self.tracks.by_key
+        max_front, hold = p.reach_radius_m * 2, p.lost_hold_ns
+        first, last = start - slack, end + slack
+        for s in shoppers:
             if s.entry_ts_ns > end or (
                 s.exit_ts_ns is not None and s.exited and s.exit_ts_ns < start
             ):
@@ -742,13 +824,14 @@ class FusionCore:
             best: tuple[float, float] | None = None
             for key, (since, until) in s.bindings.items():
                 assert since is not None
-                if since > end + slack or (until is not None and until < start - slack):
+                if since > last or (until is not None and until < first):
                     continue
-                track = self.tracks.by_key.get(key)
+                track = by_key.get(key)
                 if track is None:
                     continue
-                lo, hi = max(start, since) - slack, min(end, until or end) + slack
-                d = _min_metric(track, metric, front, lo, hi, p.reach_radius_m * 2, p.lost_hold_ns)
+                lo = (start if start > since else since) - slack
+                hi = min(end, until or end) + slack
+                d = _min_metric(track, metric, front, lo, hi, max_front, hold)
                 if d is not None and (best is None or d < best):
                     best = d
             if best is not None:
@@ -842,6 +925,10 @@ class FusionCore:
         return max(holders, key=lambda s: (s.cart.last_pick_ts_ns(sku), s.session_id))
 
 
+def _session_key(s: Session) -> str:
+    return s.session_id
+
+
 def _scaled(deltas: tuple[SkuDelta, ...] | list[SkuDelta], confidence: float) -> list[SkuDelta]:
     """Per-SKU confidence times the interaction's own confidence."""
     return [SkuDelta(x.sku, x.delta, x.confidence * confidence) for x in deltas if x.delta != 0]
@@ -872,20 +959,38 @@ def _min_metric(
     Distance to the arm: perpendicular distance to the ray from the lane front along the arm,
     for a body ahead of the lane. Returns (that distance, the body's distance to the front).
     """
-    i, j = bisect.bisect_left(track.ts_ns, lo), bisect.bisect_right(track.ts_ns, hi)
-    samples = track.xy_m[i:j]
+    times, xys = track.ts_ns, track.xy_m
+    n = len(times)
+    if n and times[-1] < lo and times[-1] <= hi:
+        i = j = n  # the usual question: the track's samples all came before the event
+    else:
+        i, j = bisect_left_tail(times, lo), bisect_right_tail(times, hi)
+    samples = xys[i:j]
     if not samples:
-        near = track.at(lo, 1_000_000_000) or track.at(hi, 1_000_000_000)
-        if near is None and 0 < i == len(track.ts_ns) and lo - track.ts_ns[-1] <= hold_ns:
+        # Track.at(lo, 1 s), reusing the bisection above; then Track.at(hi, 1 s).
+        near: tuple[float, float] | None = None
+        gap_best = 0
+        if i > 0:
+            gap = abs(times[i - 1] - lo)
+            if gap <= 1_000_000_000:
+                near, gap_best = xys[i - 1], gap
+        if i < n:
+            gap = abs(times[i] - lo)
+            if gap <= 1_000_000_000 and (near is None or gap < gap_best):
+                near = xys[i]
+        if near is None:
+            near = track.at(hi, 1_000_000_000)
+        if near is None and 0 < i == n and lo - times[-1] <= hold_ns:
             # Lost before the event and never seen again: people standing at a shelf are
             # the ones a detector loses; take them as still standing where last seen.
-            near = track.xy_m[-1]
+            near = xys[-1]
         if near is None:
             return None
         samples = [near]
     best: tuple[float, float] | None = None
+    front_x, front_y = front
     for x, y in samples:
-        to_front = math.hypot(x - front[0], y - front[1])
+        to_front = math.hypot(x - front_x, y - front_y)
         if to_front > max_front_m:
             continue
         if arm is None:
@@ -898,3 +1003,15 @@ def _min_metric(
         if best is None or (d, to_front) < best:
             best = (d, to_front)
     return best
+
+
+def _first_end(items: list[_Pending]) -> int:
+    if len(items) == 1:
+        return items[0].end_ts_ns
+    return min(x.end_ts_ns for x in items)
+
+
+def _last_end(items: list[_Pending]) -> int:
+    if len(items) == 1:
+        return items[0].end_ts_ns
+    return max(x.end_ts_ns for x in items)

@@ -67,10 +67,8 @@ def best_count(delta_g: float, sigma_g: float, unit: Unit) -> tuple[int, float]:
     return n, weight_z(delta_g, sigma_g, unit, n)
 
 
-def _prior(counts: Mapping[str, int], sku: str, k: int) -> float:
-    total = sum(max(0, c) for c in counts.values())
-    share = (max(0, counts.get(sku, 0)) + PRIOR_ALPHA) / (total + PRIOR_ALPHA * max(k, 1))
-    return PRIOR_TEMPER * math.log(share)
+def _score_and_sku(t: tuple[float, str, int, float]) -> tuple[float, str]:
+    return (t[0], t[1])
 
 
 def _vision_main(vision: Sequence[SkuDelta]) -> SkuDelta:
@@ -88,37 +86,44 @@ def decide(
     disagreement_factor: float = 0.8,
 ) -> Decision | None:
     """Fuse one shelf event on one lane into a cart change; None when nothing moved."""
-    vision = [d for d in vision if d.delta != 0 and d.sku in catalog]
+    if vision:
+        vision = [d for d in vision if d.delta != 0 and d.sku in catalog]
     prior_counts = prior_counts or {}
     if not vision and weight is None:
         return None
     # Direction: vision says it when it saw something; else the sign of the weight change.
-    if vision:
-        main = _vision_main(vision)
+    main = _vision_main(vision) if vision else None
+    if main is not None:
         kind: Literal["pick", "put"] = "pick" if main.delta < 0 else "put"
     else:
         assert weight is not None
         kind = "pick" if weight.delta_g < 0 else "put"
     reasons: list[str] = []
-    if vision and weight is not None and (weight.delta_g < 0) != (kind == "pick"):
+    if main is not None and weight is not None and (weight.delta_g < 0) != (kind == "pick"):
         reasons.append("weight_direction_disagrees")
         weight = None  # a plate that moved the other way says nothing about this event
-    candidates = sorted(
-        {d.sku for d in vision}
-        | {s for s, c in prior_counts.items() if c > 0 and s in catalog}
-        | ({_vision_main(vision).sku} if vision else set())
-    )
+    held = {s for s, c in prior_counts.items() if c > 0 and s in catalog}
+    if main is not None:
+        held.update(d.sku for d in vision)
+        held.add(main.sku)
+    candidates = sorted(held)
     if not candidates:
         return None
     k = len(candidates)
-    v_sku = _vision_main(vision).sku if vision else None
-    v_units = abs(_vision_main(vision).delta) if vision else 0
-    v_conf = min(0.98, max(0.05, _vision_main(vision).confidence)) if vision else 0.0
+    v_sku = main.sku if main is not None else None
+    v_units = abs(main.delta) if main is not None else 0
+    v_conf = min(0.98, max(0.05, main.confidence)) if main is not None else 0.0
+    # Prior: tempered log share of the SKU among what the lane (or cart) holds, with a
+    # pseudo-count so that a SKU it is not known to hold stays possible.
+    prior_total = sum(max(0, c) for c in prior_counts.values())
+    prior_norm = prior_total + PRIOR_ALPHA * max(k, 1)
     scored: list[tuple[float, str, int, float]] = []  # (log score, sku, units, z)
     for sku in candidates:
         unit = catalog[sku]
-        prior = _prior(prior_counts, sku, k)
-        if vision:
+        prior = PRIOR_TEMPER * math.log(
+            (max(0, prior_counts.get(sku, 0)) + PRIOR_ALPHA) / prior_norm
+        )
+        if main is not None:
             vis = math.log(v_conf) if sku == v_sku else math.log((1 - v_conf) / max(1, k - 1))
         else:
             vis = 0.0
@@ -126,21 +131,23 @@ def decide(
             scored.append((vis + prior, sku, v_units, 0.0))
             continue
         # Counts far from what the weight says score nothing: try the neighbours only.
-        near = round(abs(weight.delta_g) / unit.weight_g)
+        delta_g, sigma = weight.delta_g, max(weight.sigma_g, 0.1)
+        near = round(abs(delta_g) / unit.weight_g)
         counts = {n for n in (near - 1, near, near + 1, v_units) if 1 <= n <= MAX_UNITS}
         for n in sorted(counts):
-            z = weight_z(weight.delta_g, weight.sigma_g, unit, n)
+            # weight_z(), inlined: the same arithmetic in the same order.
+            z = (abs(delta_g) - n * unit.weight_g) / (math.sqrt(n) * unit.sd_g + sigma)
             count_term = 0.0
-            if vision:
+            if main is not None:
                 count_term = 0.0 if n == v_units else math.log(0.1) * abs(n - v_units)
             else:
                 count_term = -0.05 * n  # fewer units when the weight cannot tell
             scored.append((vis + prior + count_term - 0.5 * z * z, sku, n, z))
     top = max(scored)
     total = sum(math.exp(s - top[0]) for s, *_ in scored)
-    _, sku, units, z = max(scored, key=lambda t: (t[0], t[1]))
+    _, sku, units, z = max(scored, key=_score_and_sku)
     confidence = 1.0 / total
-    if vision and weight is not None:
+    if main is not None and weight is not None:
         modality: Modality = "fused"
         if sku != v_sku:
             reasons.append("vision_sku_overruled_by_weight")
@@ -148,7 +155,7 @@ def decide(
             reasons.append("vision_count_overruled_by_weight")
         if sku != v_sku or units != v_units:
             confidence *= disagreement_factor
-    elif vision:
+    elif main is not None:
         modality = "vision"
         # One candidate: the posterior is trivially 1; the detector's own score is the doubt.
         confidence = min(vision_only_cap, confidence if k > 1 else v_conf)

@@ -23,7 +23,7 @@ from walkout.messages import AnyMessage, Heartbeat
 END_OF_TIME = 2**63 - 1
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     outputs: list[Output] = field(default_factory=list)
     applied: int = 0  # messages that reached the core
@@ -43,49 +43,95 @@ class Pipeline:
         self._arrival = 0
         self.events_in = 0
         self.late = 0
+        # The expected sources that have not ended: only their latest times move the watermark.
+        self._live: tuple[str, ...] = tuple(self.expected)
+        self._live_set = frozenset(self._live)
 
     @property
     def buffered(self) -> int:
         return len(self._heap)
 
     def _compute_watermark(self) -> int:
-        live = [s for s in self.expected if s not in self.ended]
+        live = self._live
         if not live:
             return END_OF_TIME if self.expected else max(self.latest.values(), default=0)
-        if any(s not in self.latest for s in live):
-            return self.watermark_ns
-        return max(self.watermark_ns, min(self.latest[s] for s in live) - self.lateness_ns)
+        latest = self.latest
+        low = END_OF_TIME
+        for s in live:
+            t = latest.get(s)
+            if t is None:
+                return self.watermark_ns
+            if t < low:
+                low = t
+        return max(self.watermark_ns, low - self.lateness_ns)
 
     def ingest(self, msg: AnyMessage) -> Step:
         """Take one message (in log order); returns what the core produced."""
         self.events_in += 1
         src, ts = msg.source_id, msg.event_ts_ns
+        # The watermark depends only on the live sources' latest times and on which sources
+        # ended: when neither changed it is the one already held.
+        moved = False
         if ts > self.latest.get(src, -1):
             self.latest[src] = ts
+            moved = src in self._live_set or not self.expected
         step = Step()
         if isinstance(msg, Heartbeat):
             if msg.status == "eos":
                 self.ended.add(src)
+                self._live = tuple(s for s in self.expected if s not in self.ended)
+                self._live_set = frozenset(self._live)
+                moved = True
             self.core.devices_down(src, msg.down)
         elif ts < self.watermark_ns:
             self.late += 1
             step.outputs.extend(self.core.apply(msg))
             step.applied += 1
+        elif (
+            not self._heap
+            and moved
+            and ts <= (wm := self._compute_watermark())
+            and wm > self.watermark_ns
+        ):
+            # Nothing waits and the watermark passes this message at once: the heap would
+            # hand it straight back, so apply it without the push and pop.
+            self.watermark_ns = wm
+            core, outputs = self.core, step.outputs
+            if ts - 1 > core.watermark_ns:  # settle everything strictly before this message
+                core.watermark_ns = ts - 1
+            if core.watermark_ns >= core.next_due_ns:
+                outputs.extend(core.advance(ts - 1))
+            outputs.extend(core.apply(msg))
+            step.applied = 1
+            if wm > core.watermark_ns:
+                core.watermark_ns = wm
+            if core.watermark_ns >= core.next_due_ns:
+                outputs.extend(core.advance(wm))
+            return step
         else:
             heapq.heappush(self._heap, (ts, src, msg.seq, self._arrival, msg))
             self._arrival += 1
-        wm = self._compute_watermark()
+        wm = self._compute_watermark() if moved else self.watermark_ns
         if wm > self.watermark_ns or step.applied:
             self.watermark_ns = wm
             self._release(step)
         return step
 
+    def _settle(self, watermark_ns: int, outputs: list[Output]) -> None:
+        """``core.advance(watermark_ns)``, without the call when the core has nothing due."""
+        core = self.core
+        if watermark_ns > core.watermark_ns:
+            core.watermark_ns = watermark_ns
+        if core.watermark_ns >= core.next_due_ns:
+            outputs.extend(core.advance(watermark_ns))
+
     def _release(self, step: Step) -> None:
         heap, wm, core = self._heap, self.watermark_ns, self.core
+        outputs = step.outputs
         while heap and heap[0][0] <= wm:
             msg = heapq.heappop(heap)[-1]
             # Let the core settle everything strictly before this message's time first.
-            step.outputs.extend(core.advance(msg.event_ts_ns - 1))
-            step.outputs.extend(core.apply(msg))
+            self._settle(msg.event_ts_ns - 1, outputs)
+            outputs.extend(core.apply(msg))
             step.applied += 1
-        step.outputs.extend(core.advance(wm))
+        self._settle(wm, outputs)

@@ -4,13 +4,47 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 TrackKey = tuple[str, int]  # (camera_id, track_id): track ids are per camera
+_TAIL = 8  # first stride of the search from the end (see bisect_left_tail)
+
+
+def bisect_left_tail(a: list[int], x: int) -> int:
+    """``bisect.bisect_left(a, x)``, galloping from the end of ``a`` first.
+
+    Lookups are nearly always about the last few samples of a long history: starting there
+    touches a handful of recent entries instead of a path through the whole list.
+    """
+    hi = len(a)
+    step = _TAIL
+    while hi > step:
+        lo = hi - step
+        if a[lo - 1] < x:  # everything before lo is smaller: the answer lies in [lo, hi]
+            return bisect.bisect_left(a, x, lo, hi)
+        hi = lo - 1  # a[lo - 1] >= x: the answer is at most lo - 1
+        step *= 2
+    return bisect.bisect_left(a, x, 0, hi)
+
+
+def bisect_right_tail(a: list[int], x: int) -> int:
+    """``bisect.bisect_right(a, x)``, galloping from the end of ``a`` first."""
+    hi = len(a)
+    step = _TAIL
+    while hi > step:
+        lo = hi - step
+        if a[lo - 1] <= x:  # everything before lo is at most x: the answer lies in [lo, hi]
+            return bisect.bisect_right(a, x, lo, hi)
+        hi = lo - 1  # a[lo - 1] > x: the answer is at most lo - 1
+        step *= 2
+    return bisect.bisect_right(a, x, 0, hi)
 
 
 @dataclass
 class Track:
+    """One track's samples in time order; a track always holds at least one sample."""
+
     key: TrackKey
     first_ts_ns: int
     ts_ns: list[int] = field(default_factory=list)
@@ -29,7 +63,7 @@ class Track:
             self.ts_ns.append(ts_ns)
             self.xy_m.append(xy)
             return
-        i = bisect.bisect_left(self.ts_ns, ts_ns)  # a late sample: keep time order
+        i = bisect_left_tail(self.ts_ns, ts_ns)  # a late sample: keep time order
         if i < len(self.ts_ns) and self.ts_ns[i] == ts_ns:
             self.xy_m[i] = xy
             return
@@ -46,7 +80,7 @@ class Track:
         """Position nearest in time to ``ts_ns``, if a sample lies within ``max_gap_ns``."""
         if not self.ts_ns:
             return None
-        i = bisect.bisect_left(self.ts_ns, ts_ns)
+        i = bisect_left_tail(self.ts_ns, ts_ns)
         best: tuple[int, tuple[float, float]] | None = None
         for j in (i - 1, i):
             if 0 <= j < len(self.ts_ns):
@@ -74,12 +108,22 @@ class Tracks:
     def __init__(self, history_ns: int):
         self.history_ns = history_ns
         self.by_key: dict[TrackKey, Track] = {}
+        # The same tracks per camera, by track id: a frame's lookups need no key tuples.
+        self._by_camera: dict[str, dict[int, Track]] = {}
+
+    def on_camera(self, camera_id: str) -> Mapping[int, Track]:
+        """The camera's tracks by track id (a live view: read it, change it via update)."""
+        known = self._by_camera.get(camera_id)
+        if known is None:
+            known = self._by_camera[camera_id] = {}
+        return known
 
     def update(self, key: TrackKey, ts_ns: int, xy: tuple[float, float]) -> bool:
         """Record a sample; True when the track is new."""
         track = self.by_key.get(key)
         if track is None:
             self.by_key[key] = track = Track(key, ts_ns)
+            self._by_camera.setdefault(key[0], {})[key[1]] = track
             track.add(ts_ns, xy)
             return True
         track.add(ts_ns, xy)
@@ -102,6 +146,7 @@ class Tracks:
             t = self.by_key[key]
             if t.last_ts_ns < cutoff:
                 del self.by_key[key]
+                del self._by_camera[key[0]][key[1]]
                 gone.append(key)
             else:
                 t.trim(cutoff)
