@@ -701,8 +701,11 @@ class FusionCore:
         the shopper's cart, the unit weights and vision's SKU say which SKU; the hands in the
         lane while the plate changed say whose cart. Hands of different shoppers at once share
         the units; when there are fewer units than shoppers the line is flagged for review."""
-        w_start = min(w.start_ts_ns for w in weights)
-        w_end = max(w.end_ts_ns for w in weights)
+        if len(weights) == 1:
+            w_start, w_end = weights[0].start_ts_ns, weights[0].end_ts_ns
+        else:
+            w_start = min(w.start_ts_ns for w in weights)
+            w_end = max(w.end_ts_ns for w in weights)
         slack = self.p.pair_slack_ns
         hands: list[tuple[int, str, ShelfInteraction, Association | None]] = []
         for x in shelf:
@@ -711,7 +714,8 @@ class FusionCore:
             overlap = min(si.end_ts_ns, w_end + slack) - max(si.start_ts_ns, w_start - slack)
             assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
             hands.append((overlap, si.interaction_id, si, assoc))
-        hands.sort(key=lambda h: (-h[0], h[1]))
+        if len(hands) > 1:
+            hands.sort(key=lambda h: (-h[0], h[1]))
         during = [h for h in hands if h[0] >= 0] or hands[:1]
         shares: dict[str | None, list[ShelfInteraction]] = {}
         assocs: dict[str | None, Association | None] = {}
@@ -740,7 +744,7 @@ class FusionCore:
             n = max(1, round(abs(weight.delta_g) / self.catalog[sku].weight_g))
             hint = [SkuDelta(sku, -n if picking else n, min(0.98, seen[sku]))]
         d = decide(self.catalog, vision=hint, weight=weight, prior_counts=prior, **caps)
-        ids = (*(h[1] for h in during), *wc_ids)
+        ids = tuple(h[1] for h in during) + wc_ids if during else wc_ids
         if d is None:
             self.stats.unassigned += 1
             return
@@ -965,8 +969,8 @@ def _min_metric(
         i = j = n  # the usual question: the track's samples all came before the event
     else:
         i, j = bisect_left_tail(times, lo), bisect_right_tail(times, hi)
-    samples = xys[i:j]
-    if not samples:
+    front_x, front_y = front
+    if j <= i:  # no sample in [lo, hi]
         # Track.at(lo, 1 s), reusing the bisection above; then Track.at(hi, 1 s).
         near: tuple[float, float] | None = None
         gap_best = 0
@@ -986,10 +990,19 @@ def _min_metric(
             near = xys[-1]
         if near is None:
             return None
-        samples = [near]
+        # The loop below for this one sample.
+        x, y = near
+        to_front = math.hypot(x - front_x, y - front_y)
+        if to_front > max_front_m:
+            return None
+        if arm is None:
+            return (to_front, to_front)
+        (fx, fy), (ux, uy) = arm
+        vx, vy = x - fx, y - fy
+        along = vx * ux + vy * uy
+        return (abs(vx * uy - vy * ux) if along > 0 else to_front, to_front)
     best: tuple[float, float] | None = None
-    front_x, front_y = front
-    for x, y in samples:
+    for x, y in xys[i:j]:
         to_front = math.hypot(x - front_x, y - front_y)
         if to_front > max_front_m:
             continue

@@ -115,7 +115,9 @@ def decide(
     v_conf = min(0.98, max(0.05, main.confidence)) if main is not None else 0.0
     # Prior: tempered log share of the SKU among what the lane (or cart) holds, with a
     # pseudo-count so that a SKU it is not known to hold stays possible.
-    prior_total = sum(max(0, c) for c in prior_counts.values())
+    prior_total = 0
+    for c in prior_counts.values():
+        prior_total += max(0, c)
     prior_norm = prior_total + PRIOR_ALPHA * max(k, 1)
     scored: list[tuple[float, str, int, float]] = []  # (log score, sku, units, z)
     for sku in candidates:
@@ -144,7 +146,7 @@ def decide(
                 count_term = -0.05 * n  # fewer units when the weight cannot tell
             scored.append((vis + prior + count_term - 0.5 * z * z, sku, n, z))
     top = max(scored)
-    total = sum(math.exp(s - top[0]) for s, *_ in scored)
+    total = sum([math.exp(t[0] - top[0]) for t in scored])
     _, sku, units, z = max(scored, key=_score_and_sku)
     confidence = 1.0 / total
     if main is not None and weight is not None:

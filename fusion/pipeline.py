@@ -56,6 +56,11 @@ class Pipeline:
         if not live:
             return END_OF_TIME if self.expected else max(self.latest.values(), default=0)
         latest = self.latest
+        if len(live) == 1:
+            only = latest.get(live[0])
+            if only is None:
+                return self.watermark_ns
+            return max(self.watermark_ns, only - self.lateness_ns)
         low = END_OF_TIME
         for s in live:
             t = latest.get(s)
@@ -72,8 +77,9 @@ class Pipeline:
         # The watermark depends only on the live sources' latest times and on which sources
         # ended: when neither changed it is the one already held.
         moved = False
-        if ts > self.latest.get(src, -1):
-            self.latest[src] = ts
+        latest = self.latest
+        if ts > latest.get(src, -1):
+            latest[src] = ts
             moved = src in self._live_set or not self.expected
         step = Step()
         if isinstance(msg, Heartbeat):
@@ -88,8 +94,8 @@ class Pipeline:
             step.outputs.extend(self.core.apply(msg))
             step.applied += 1
         elif (
-            not self._heap
-            and moved
+            moved
+            and not self._heap
             and ts <= (wm := self._compute_watermark())
             and wm > self.watermark_ns
         ):
@@ -101,7 +107,9 @@ class Pipeline:
                 core.watermark_ns = ts - 1
             if core.watermark_ns >= core.next_due_ns:
                 outputs.extend(core.advance(ts - 1))
-            outputs.extend(core.apply(msg))
+            produced = core.apply(msg)
+            if produced:
+                outputs.extend(produced)
             step.applied = 1
             if wm > core.watermark_ns:
                 core.watermark_ns = wm

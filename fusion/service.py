@@ -231,13 +231,17 @@ class FusionService:
 
     def _apply(self, batch: Batch, *, live: bool) -> None:
         outputs: list[Output] = []
+        ingest = self.pipeline.ingest
         with self._lock:
+            applied = self.applied_pos
             for pos, msg in batch:
-                if pos <= self.applied_pos:
+                if pos <= applied:
                     continue
-                self.applied_pos = pos
+                applied = self.applied_pos = pos
                 try:
-                    outputs.extend(self.pipeline.ingest(msg).outputs)
+                    produced = ingest(msg).outputs
+                    if produced:
+                        outputs.extend(produced)
                 except Exception:  # one bad message must not stop the store; replay does the same
                     self.metrics.apply_errors.inc()
                     log.exception(
