@@ -202,7 +202,8 @@ class FusionCore:
     # ------------------------------------------------------------ input
 
     def apply(self, msg: AnyMessage) -> list[Output]:
-        self.latest_ns = max(self.latest_ns, msg.event_ts_ns)
+        if msg.event_ts_ns > self.latest_ns:
+            self.latest_ns = msg.event_ts_ns
         if isinstance(msg, TrackUpdate):
             self._tracks(msg)
         elif isinstance(msg, GateEvent):
@@ -812,7 +813,8 @@ class FusionCore:
         found: list[tuple[float, float, str]] = []
         # Shoppers still inside, and those whose cart closed after this event started (a late
         # event for them is dropped and counted, not given to someone else).
-        late = [s for s in self._recently_closed if (s.exit_ts_ns or 0) >= start - slack]
+        recent = self._recently_closed
+        late = [s for s in recent if (s.exit_ts_ns or 0) >= start - slack] if recent else None
         if late:
             shoppers = sorted([*self._open.values(), *late], key=_session_key)
         else:
@@ -821,9 +823,9 @@ class FusionCore:
         max_front, hold = p.reach_radius_m * 2, p.lost_hold_ns
         first, last = start - slack, end + slack
         for s in shoppers:
-            if s.entry_ts_ns > end or (
-                s.exit_ts_ns is not None and s.exited and s.exit_ts_ns < start
-            ):
+            if s.entry_ts_ns > end:
+                continue
+            if s.exit_ts_ns is not None and s.exited and s.exit_ts_ns < start:
                 continue
             best: tuple[float, float] | None = None
             for key, (since, until) in s.bindings.items():
@@ -834,12 +836,12 @@ class FusionCore:
                 if track is None:
                     continue
                 lo = (start if start > since else since) - slack
-                hi = min(end, until or end) + slack
+                hi = (end if not until or end <= until else until) + slack  # min(end, until)
                 d = _min_metric(track, metric, front, lo, hi, max_front, hold)
                 if d is not None and (best is None or d < best):
                     best = d
             if best is not None:
-                found.append((*best, s.session_id))
+                found.append((best[0], best[1], s.session_id))
         if not found:
             # Nobody tracked near the lane (overhead view lost): with exactly one shopper
             # inside at that time nobody else can have taken it; otherwise it stays unassigned.
@@ -852,12 +854,14 @@ class FusionCore:
                 return Association(inside[0].session_id, 0.9, False)
             return None
         found.sort()
-        within = [(d, sid) for d, reach, sid in found if reach <= p.reach_radius_m]
+        radius = p.reach_radius_m
+        within = [(d, sid) for d, reach, sid in found if reach <= radius]
         outside = not within
         pool = within or [(found[0][0], found[0][2])]
-        weights = [math.exp(-(d - pool[0][0]) / p.association_temperature_m) for d, _ in pool]
+        nearest, temperature = pool[0][0], p.association_temperature_m
+        weights = [math.exp(-(d - nearest) / temperature) for d, _ in pool]
         prob = weights[0] / sum(weights)
-        ambiguous = len(pool) > 1 and pool[1][0] - pool[0][0] < p.ambiguity_margin_m
+        ambiguous = len(pool) > 1 and pool[1][0] - nearest < p.ambiguity_margin_m
         return Association(pool[0][1], prob, ambiguous, outside)
 
     def _apply(

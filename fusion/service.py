@@ -13,6 +13,7 @@ it was before a crash; outputs already in the outbox are not put again (see :mod
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import queue
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 
 Batch = list[tuple[int, AnyMessage]]
 LATENCY_MS_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 20, 50, 100, 500, 1000, 5000, 30000)
+# Young-generation size of the garbage collector while the service runs (Python's default is
+# 700 allocations). Messages in flight between the link and the engine survive that many
+# allocations, so by default they are scanned in every generation before the engine frees
+# them: about a fifth of the process's CPU under load. With a larger young generation most
+# of them are gone before a collection; a young collection still takes well under 1 ms.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 def expected_sources(store: Store) -> list[str]:
@@ -133,6 +140,7 @@ class FusionService:
         self._pub: zmq.Socket[Any] | None = None
         self._reported: dict[str, int] = {}
         self.engine_error: BaseException | None = None
+        self._gc_threshold: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -160,6 +168,9 @@ class FusionService:
             time.perf_counter() - t0,
             self.core.open_sessions(),
         )
+        self._gc_threshold = gc.get_threshold()
+        young, *older = self._gc_threshold
+        gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
         self.sender = Sender.from_store(
             self.store, self.outbox, "billing", registry=self.registry, timing=self.timing
         ).start()
@@ -199,6 +210,9 @@ class FusionService:
         for closable in (self.outbox, self.state, self.log):
             if closable is not None:
                 closable.close()
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            self._gc_threshold = None
 
     # ------------------------------------------------------------ engine
 
