@@ -30,6 +30,7 @@ PRIOR_ALPHA = 0.2  # pseudo-count: a SKU the lane is not known to hold is unlike
 PRIOR_TEMPER = 0.5  # priors count half as much as direct evidence
 MAX_UNITS = 8
 UNEXPLAINED_Z = 4.0
+LOG_TENTH = math.log(0.1)  # each unit vision's count is off by costs a factor of ten
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,9 @@ def decide(
     for c in prior_counts.values():
         prior_total += max(0, c)
     prior_norm = prior_total + PRIOR_ALPHA * max(k, 1)
+    if weight is not None:
+        # weight_z() below, inlined: the same arithmetic in the same order.
+        grams, sigma = abs(weight.delta_g), max(weight.sigma_g, 0.1)
     scored: list[tuple[float, str, int, float]] = []  # (log score, sku, units, z)
     for sku in candidates:
         unit = catalog[sku]
@@ -129,22 +133,21 @@ def decide(
             vis = math.log(v_conf) if sku == v_sku else math.log((1 - v_conf) / max(1, k - 1))
         else:
             vis = 0.0
+        base = vis + prior
         if weight is None:
-            scored.append((vis + prior, sku, v_units, 0.0))
+            scored.append((base, sku, v_units, 0.0))
             continue
         # Counts far from what the weight says score nothing: try the neighbours only.
-        delta_g, sigma = weight.delta_g, max(weight.sigma_g, 0.1)
-        near = round(abs(delta_g) / unit.weight_g)
+        unit_g, sd_g = unit.weight_g, unit.sd_g
+        near = round(grams / unit_g)
         counts = {n for n in (near - 1, near, near + 1, v_units) if 1 <= n <= MAX_UNITS}
         for n in sorted(counts):
-            # weight_z(), inlined: the same arithmetic in the same order.
-            z = (abs(delta_g) - n * unit.weight_g) / (math.sqrt(n) * unit.sd_g + sigma)
-            count_term = 0.0
+            z = (grams - n * unit_g) / (math.sqrt(n) * sd_g + sigma)
             if main is not None:
-                count_term = 0.0 if n == v_units else math.log(0.1) * abs(n - v_units)
+                count_term = 0.0 if n == v_units else LOG_TENTH * abs(n - v_units)
             else:
                 count_term = -0.05 * n  # fewer units when the weight cannot tell
-            scored.append((vis + prior + count_term - 0.5 * z * z, sku, n, z))
+            scored.append((base + count_term - 0.5 * z * z, sku, n, z))
     top = max(scored)
     total = sum([math.exp(t[0] - top[0]) for t in scored])
     _, sku, units, z = max(scored, key=_score_and_sku)
