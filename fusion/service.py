@@ -168,9 +168,6 @@ class FusionService:
             time.perf_counter() - t0,
             self.core.open_sessions(),
         )
-        self._gc_threshold = gc.get_threshold()
-        young, *older = self._gc_threshold
-        gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
         self.sender = Sender.from_store(
             self.store, self.outbox, "billing", registry=self.registry, timing=self.timing
         ).start()
@@ -191,6 +188,9 @@ class FusionService:
             on_durable=self._on_durable,
             timing=self.timing,
         ).start()
+        self._gc_threshold = gc.get_threshold()
+        young, *older = self._gc_threshold
+        gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
         return self
 
     def stop(self) -> None:
