@@ -148,6 +148,8 @@ def decide(
             else:
                 count_term = -0.05 * n  # fewer units when the weight cannot tell
             scored.append((base + count_term - 0.5 * z * z, sku, n, z))
+    if not scored:
+        return None  # more units than a lane holds of anything: no decision (counted upstream)
     top = max(scored)
     total = sum([math.exp(t[0] - top[0]) for t in scored])
     _, sku, units, z = max(scored, key=_score_and_sku)

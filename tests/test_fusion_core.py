@@ -317,3 +317,16 @@ def test_track_lost_at_the_shelf_still_counts_there(store: Store) -> None:
     assert r.core.sessions[session_id("gate-in", "acct-a", ns(0.0))].cart.holdings() == {
         "cola-330": 1
     }
+
+
+def test_plate_change_beyond_what_a_lane_holds_decides_nothing(store: Store) -> None:
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 2.4, 7.0), (12.0, 2.4, 7.0))
+    sc.entry(0.0, "acct-a")
+    sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.9)], exit_xy=(2.4, 7.3))
+    sc.weight(8.1, "G1-L00", -3630.0)  # eleven cans' worth from an eight-can lane
+    sc.take(12.0, "G1-L00", exit_xy=(2.4, 7.3))  # and a normal pick afterwards
+    sc.exit(20.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1}
+    assert r.core.stats.unassigned == 1
