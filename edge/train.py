@@ -638,7 +638,8 @@ def run(args: argparse.Namespace, data: Path) -> int:
     card = {
         "model": out.name,
         "task": "detect",
-        "architecture": Path(args.model).name,
+        "architecture": (training.get("fine_tuned_from") or {}).get("model")
+        or Path(args.model).name,
         "input_size": [args.imgsz, args.imgsz],
         "input": "dynamic batch, height and width; trained and exported at imgsz",
         "classes": names,
@@ -701,8 +702,9 @@ def render_card(card: dict[str, Any]) -> str:
     lines = [
         f"# {card['model']}: the walkout detector",
         "",
-        f"{card['architecture']} trained from scratch on the simulator's images; input "
-        f"{card['input_size'][0]}x{card['input_size'][1]} ({card['input']}).",
+        f"{card['architecture']} trained from scratch on the simulator's images"
+        f"{' in two runs (the second fine-tunes the first)' if t.get('fine_tuned_from') else ''}; "
+        f"input {card['input_size'][0]}x{card['input_size'][1]} ({card['input']}).",
         f"Classes ({len(card['classes'])}): every SKU of the demo store, then hand, person.",
         "",
         "## Data",
@@ -724,7 +726,13 @@ def render_card(card: dict[str, Any]) -> str:
             if t.get("fine_tuned_from")
             else []
         ),
-        f"- reproduce: `{card['reproduce']}`{exported}",
+        (
+            f"- reproduce: `walkout train --time-h {t['fine_tuned_from'].get('time_budget_h')}` "
+            f"(its weights land in `runs/train/walkout-det/weights/`), then "
+            f"`{card['reproduce']}`{exported}"
+            if t.get("fine_tuned_from")
+            else f"- reproduce: `{card['reproduce']}`{exported}"
+        ),
         "",
         "## Accuracy on the held-out split",
         "",
