@@ -254,7 +254,8 @@ def train(args: argparse.Namespace, data: Path, run_dir: Path, device: str) -> d
     save_dir = Path(getattr(model.trainer, "save_dir", run_dir))
     rows = _results_rows(save_dir / "results.csv")
     return {
-        "weights": str(save_dir / "weights" / "best.pt"),
+        # relative to where `walkout train` ran: the card must not carry this machine's paths
+        "weights": os.path.relpath(save_dir / "weights" / "best.pt"),
         "model": args.model,
         "device": device,
         "epochs_run": len(rows),
