@@ -10,14 +10,24 @@ acks; the clock stops when the receiver has counted them all. Rounds alternate t
 
 Latency: 1,000 messages per second, one put (one durable commit) each, measured from the put to
 the moment the receiver's group commit returned (both processes read the same clock).
+
+Receivers are started fresh (spawn), as the services they stand for are, and the link's receiver
+runs with the young garbage-collector generation the fusion service sets while it runs (its
+``GC_YOUNG_THRESHOLD``): messages in flight between socket and disk outlive Python's default
+one, and this is the process configuration the link runs under in the service that receives
+at these rates. CPU seconds per message of both link processes and the load average are
+recorded too: on a shared machine they say how much of a slow round was the link and how much
+was the neighbours.
 Writes benchmarks/results/link.json and link.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -30,11 +40,17 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe, markdown_header
 
+from fusion.service import GC_YOUNG_THRESHOLD
 from walkout import keys
 from walkout.link import Outbox, Receiver, Sender, SqliteLog
 from walkout.messages import ShelfInteraction, SkuDelta, encode
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+# Receivers start fresh ("spawn"), like the services they stand for: a forked child would
+# inherit this process's hundreds of thousands of input messages, and every garbage collection
+# in it would walk them.
+MP = mp.get_context("spawn")
 
 
 def event(i: int, ts_ns: int | None = None) -> ShelfInteraction:
@@ -68,8 +84,8 @@ def _raw_pull(endpoint: str, count: int, ready: Any, done: Any) -> None:
 
 def raw_round(payloads: list[bytes], port: int) -> float:
     endpoint = f"tcp://127.0.0.1:{port}"
-    ready, done = mp.Event(), mp.Queue()
-    p = mp.Process(target=_raw_pull, args=(endpoint, len(payloads), ready, done))
+    ready, done = MP.Event(), MP.Queue()
+    p = MP.Process(target=_raw_pull, args=(endpoint, len(payloads), ready, done))
     p.start()
     ready.wait(10)
     ctx = zmq.Context()
@@ -88,6 +104,8 @@ def raw_round(payloads: list[bytes], port: int) -> float:
 
 
 def _link_receiver(endpoint: str, log_path: str, keydir: str, ready: Any, lat: Any) -> None:
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)  # as the fusion service runs
     kd = Path(keydir)
     latencies_us: list[float] = []
 
@@ -103,9 +121,10 @@ def _link_receiver(endpoint: str, log_path: str, keydir: str, ready: Any, lat: A
         on_durable=hook,
     ).start()
     ready.set()
+    cpu0 = time.process_time()
     lat.get()  # wait for "stop"
     rx.stop()
-    lat.put(latencies_us)
+    lat.put((latencies_us, time.process_time() - cpu0))
 
 
 def _link_setup(tmp: Path, port: int) -> tuple[Any, Any, Any, Outbox, Sender]:
@@ -114,8 +133,8 @@ def _link_setup(tmp: Path, port: int) -> tuple[Any, Any, Any, Outbox, Sender]:
         keys.generate(kd, ["server", "edge-1"])
     endpoint = f"tcp://127.0.0.1:{port}"
     tag = time.perf_counter_ns()
-    ready, lat = mp.Event(), mp.Queue()
-    p = mp.Process(
+    ready, lat = MP.Event(), MP.Queue()
+    p = MP.Process(
         target=_link_receiver, args=(endpoint, str(tmp / f"log-{tag}.db"), str(kd), ready, lat)
     )
     p.start()
@@ -130,26 +149,31 @@ def _link_setup(tmp: Path, port: int) -> tuple[Any, Any, Any, Outbox, Sender]:
     return p, ready, lat, outbox, sender
 
 
-def _link_finish(p: Any, lat: Any, sender: Sender) -> list[float]:
+def _link_finish(p: Any, lat: Any, sender: Sender) -> tuple[list[float], float]:
+    """Stop both ends; the receiver's latencies and its CPU seconds since it was ready."""
     sender.stop()
+    sender.outbox.close()
     lat.put("stop")
     time.sleep(0.1)
-    out: list[float] = lat.get(timeout=60)
+    latencies_us, rx_cpu_s = lat.get(timeout=60)
     p.join(10)
-    return out
+    return latencies_us, rx_cpu_s
 
 
-def link_round(msgs: list[ShelfInteraction], tmp: Path, port: int) -> float:
+def link_round(msgs: list[ShelfInteraction], tmp: Path, port: int) -> tuple[float, float, float]:
+    """Messages per second, and CPU microseconds per message of the sender and the receiver."""
     p, _, lat, outbox, sender = _link_setup(tmp, port)
     time.sleep(0.3)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(0, len(msgs), 1000):
         outbox.put_many(msgs[i : i + 1000])
     if not sender.wait_drained(300):
         raise RuntimeError("link benchmark: messages were not all acknowledged in 300 s")
     rate = len(msgs) / (time.perf_counter() - t0)
-    _link_finish(p, lat, sender)
-    return rate
+    tx_cpu_s = time.process_time() - cpu0
+    _, rx_cpu_s = _link_finish(p, lat, sender)
+    return rate, tx_cpu_s / len(msgs) * 1e6, rx_cpu_s / len(msgs) * 1e6
 
 
 def latency_round(rate_hz: float, seconds: float, tmp: Path, port: int) -> list[float]:
@@ -163,7 +187,7 @@ def latency_round(rate_hz: float, seconds: float, tmp: Path, port: int) -> list[
             time.sleep(min(delay, 0.0005))
         outbox.put(event(i, ts_ns=time.time_ns()))
     sender.wait_drained(30)
-    return _link_finish(p, lat, sender)
+    return _link_finish(p, lat, sender)[0]
 
 
 def main() -> int:
@@ -174,15 +198,26 @@ def main() -> int:
     args = ap.parse_args()
     msgs = [event(i) for i in range(args.messages)]
     payloads = [encode(m) for m in msgs]
-    raw, link = [], []
+    raw: list[float] = []
+    link: list[float] = []
+    tx_cpu_us: list[float] = []
+    rx_cpu_us: list[float] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         port = 27400
         for r in range(args.rounds):
             raw.append(raw_round(payloads, port + 2 * r))
-            link.append(link_round(msgs, tmp, port + 2 * r + 1))
-            print(f"round {r + 1}: raw {raw[-1]:,.0f} msg/s, link {link[-1]:,.0f} msg/s")
+            rate, tx_us, rx_us = link_round(msgs, tmp, port + 2 * r + 1)
+            link.append(rate)
+            tx_cpu_us.append(tx_us)
+            rx_cpu_us.append(rx_us)
+            print(
+                f"round {r + 1}: raw {raw[-1]:,.0f} msg/s, link {rate:,.0f} msg/s "
+                f"(CPU per message: sender {tx_us:.1f} us, receiver {rx_us:.1f} us)"
+            )
         lats = latency_round(1000.0, args.latency_seconds, tmp, port + 50)
+    load_after = os.getloadavg()
     lats.sort()
     result = {
         "benchmark": "link",
@@ -194,6 +229,13 @@ def main() -> int:
         "median_raw": statistics.median(raw),
         "median_link": statistics.median(link),
         "ratio_link_to_raw": statistics.median(link) / statistics.median(raw),
+        "link_cpu_us_per_msg": {
+            "sender": tx_cpu_us,
+            "receiver": rx_cpu_us,
+            "median_sender": statistics.median(tx_cpu_us),
+            "median_receiver": statistics.median(rx_cpu_us),
+        },
+        "load_average_1m": {"before": load_before[0], "after": load_after[0]},
         "latency_at_1000_per_s_us": {
             "count": len(lats),
             "p50": lats[len(lats) // 2],
@@ -204,6 +246,7 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "link.json").write_text(json.dumps(result, indent=2) + "\n")
     lat = result["latency_at_1000_per_s_us"]
+    cpu = result["link_cpu_us_per_msg"]
     md = markdown_header("Reliable link benchmark", result["machine"]) + (
         f"\n{args.messages:,} messages of {result['message_bytes']} bytes per round, "
         f"{args.rounds} rounds alternating; medians.\n\n"
@@ -211,6 +254,9 @@ def main() -> int:
         f"| raw pyzmq PUSH/PULL (no durability, no acks) | {result['median_raw']:,.0f} | 1.00 |\n"
         f"| walkout link, CurveZMQ, durable outbox + durable log + acks | "
         f"{result['median_link']:,.0f} | {result['ratio_link_to_raw']:.2f} |\n\n"
+        f"Link CPU per message (all threads of each process): sender "
+        f"{cpu['median_sender']:.1f} us, receiver {cpu['median_receiver']:.1f} us. "
+        f"Load average (1 min) before/after: {load_before[0]:.2f} / {load_after[0]:.2f}.\n\n"
         f"Latency at 1,000 messages/s (put with its own durable commit -> receiver commit "
         f"returned), {lat['count']:,} messages: p50 {lat['p50'] / 1e3:.2f} ms, "
         f"p99 {lat['p99'] / 1e3:.2f} ms, max {lat['max'] / 1e3:.2f} ms.\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from walkout.messages import AnyMessage, decode_batch
-from walkout.storage import connect
+from walkout.storage import PAGE_BYTES, WalCheckpointer, connect
 
 
 class Sink(Protocol):
@@ -53,6 +53,8 @@ class SqliteLog:
         )
         row = self._conn.execute("SELECT MAX(pos + count) FROM log").fetchone()
         self._next_pos = int(row[0] or 1)
+        # Checkpoints run beside the commits (a group commit never waits for one).
+        self._checkpointer = WalCheckpointer(self.path, synchronous)
 
     def cursors(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -66,6 +68,7 @@ class SqliteLog:
         with self._lock:
             first = pos = self._next_pos
             rows = []
+            nbytes = 0
             cursors: dict[tuple[str, str], int] = {}
             for run, blob in runs:
                 head, tail = run[0], run[-1]
@@ -83,6 +86,7 @@ class SqliteLog:
                 )
                 cursors[(head.source_id, head.boot_id)] = tail.seq
                 pos += len(run)
+                nbytes += len(blob)
             c = self._conn
             c.execute("BEGIN")
             try:
@@ -97,6 +101,8 @@ class SqliteLog:
                 c.execute("ROLLBACK")
                 raise
             self._next_pos = pos
+        # WAL bytes, roughly: the blobs, a leaf page per row and the cursors page.
+        self._checkpointer.wrote(nbytes + PAGE_BYTES * (len(rows) + 1))
         return list(range(first, pos))
 
     def read(self, after_pos: int = 0, limit: int = 10_000) -> list[tuple[int, AnyMessage]]:
@@ -126,5 +132,6 @@ class SqliteLog:
             return int(self._conn.execute("SELECT COALESCE(SUM(count), 0) FROM log").fetchone()[0])
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._conn.close()

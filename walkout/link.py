@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -75,6 +77,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DATA, HEARTBEAT, ACK, REWIND, ERROR = b"D", b"H", b"A", b"R", b"E"
+
+# Per-message field reads in the receive loop run in C (map over a batch of thousands).
+_source_of, _boot_of, _seq_of = attrgetter("source_id"), attrgetter("boot_id"), attrgetter("seq")
 
 
 def now_ns() -> int:
@@ -295,7 +300,7 @@ class Sender:
                     m.msgs_out.inc(frame[0])
                 if now - last_hb >= t.heartbeat_s:
                     last_hb = now
-                    ob.flush_acks()
+                    ob.flush_acks_if_idle()
                     hb = Heartbeat(
                         source_id=ob.source_id,
                         boot_id=ob.boot_id,
@@ -505,7 +510,8 @@ class Receiver:
 
         Batches go to the commit thread in order through a queue two deep (backpressure);
         each carries the replies to send once it is durable, with the cursor values of the
-        moment it was cut, so no ack ever runs ahead of the disk.
+        moment it was cut, so no ack ever runs ahead of the disk. The commit thread commits
+        all the batches it finds waiting in one transaction.
         """
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -517,7 +523,7 @@ class Receiver:
             target=self._commit_loop, args=(batches, ready, waker), name="link-commit", daemon=True
         )
         committer.start()
-        m, t = self.metrics, self.timing
+        t = self.timing
         pending = dict(self.cursors)  # accepted, durable or on its way to the disk
         last_check = time.monotonic()
         try:
@@ -527,26 +533,7 @@ class Receiver:
                     waker.drain()
                 self._send_ready(sock, ready)
                 if sock in events:
-                    accepted: list[tuple[list[AnyMessage], bytes]] = []
-                    replies: dict[tuple[bytes, str, str], bytes] = {}
-                    taken = 0
-                    for _ in range(self.max_frames):
-                        try:
-                            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        m.frames_in.inc()
-                        before = len(accepted)
-                        self._handle_frame(sock, parts, pending, accepted, replies)
-                        taken += sum(len(run) for run, _ in accepted[before:])
-                        if taken >= self.max_messages:
-                            break
-                    if accepted or replies:
-                        acks = [
-                            [peer, kind, self._ack(source, boot, pending.get((source, boot), 0))]
-                            for (peer, source, boot), kind in replies.items()
-                        ]
-                        batches.put(_Batch(accepted, acks, dict(pending)))
+                    self._read_batch(sock, pending, batches)
                 now = time.monotonic()
                 if now - last_check > t.heartbeat_s:
                     last_check = now
@@ -562,6 +549,38 @@ class Receiver:
                 f"{self._commit_error}; nothing after the last ack was acknowledged, "
                 "so senders will resend it once the log is fixed and the service restarted"
             ) from self._commit_error
+
+    def _read_batch(
+        self,
+        sock: zmq.Socket[Any],
+        pending: dict[tuple[str, str], int],
+        batches: queue.Queue[_Batch | None],
+    ) -> None:
+        """Check every frame waiting on the socket (up to the limits) and queue one batch.
+
+        A method of its own so that nothing here keeps the decoded messages alive once the
+        commit thread is done with them (the fewer live objects, the less the GC walks).
+        """
+        accepted: list[tuple[list[AnyMessage], bytes]] = []
+        replies: dict[tuple[bytes, str, str], bytes] = {}
+        taken = 0
+        for _ in range(self.max_frames):
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self.metrics.frames_in.inc()
+            before = len(accepted)
+            self._handle_frame(sock, parts, pending, accepted, replies)
+            taken += sum(len(run) for run, _ in accepted[before:])
+            if taken >= self.max_messages:
+                break
+        if accepted or replies:
+            acks = [
+                [peer, kind, self._ack(source, boot, pending.get((source, boot), 0))]
+                for (peer, source, boot), kind in replies.items()
+            ]
+            batches.put(_Batch(accepted, acks, dict(pending)))
 
     @staticmethod
     def _ack(source: str, boot: str, seq: int) -> bytes:
@@ -589,30 +608,49 @@ class Receiver:
         ready: collections.deque[list[list[bytes]]],
         waker: Waker,
     ) -> None:
-        m = self.metrics
-        while (batch := batches.get()) is not None:
-            if self._commit_error is not None:
-                continue  # drain without committing: nothing more may be acknowledged
-            if batch.accepted:
-                t0 = time.perf_counter()
+        done = False
+        while not done:
+            batch = batches.get()
+            if batch is None:
+                return
+            # Group commit: everything that queued up while the last commit ran goes in one.
+            while True:
                 try:
-                    ids = self.sink.append(batch.accepted)
-                except Exception as exc:
-                    log.exception("link %s: the durable log failed", self.endpoint)
-                    self._commit_error = exc
-                    waker.wake()
-                    continue
-                m.commit_ms.observe((time.perf_counter() - t0) * 1e3)
-                m.accepted.inc(len(ids))
-                if self.on_durable is not None:
-                    msgs = (x for run, _ in batch.accepted for x in run)
-                    try:
-                        self.on_durable(list(zip(ids, msgs)))
-                    except Exception:  # the log is durable; the application rebuilds from it
-                        log.exception("on_durable hook failed; messages stay in the log")
-            self.cursors = batch.cursors
-            ready.append(batch.acks)
-            waker.wake()
+                    more = batches.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                batch = _Batch(batch.accepted + more.accepted, batch.acks + more.acks, more.cursors)
+            if self._commit_error is None:  # else drain: nothing more may be acknowledged
+                self._commit(batch, ready, waker)
+            del batch  # not kept alive while waiting for the next one
+
+    def _commit(
+        self, batch: _Batch, ready: collections.deque[list[list[bytes]]], waker: Waker
+    ) -> None:
+        m = self.metrics
+        if batch.accepted:
+            t0 = time.perf_counter()
+            try:
+                ids = self.sink.append(batch.accepted)
+            except Exception as exc:
+                log.exception("link %s: the durable log failed", self.endpoint)
+                self._commit_error = exc
+                waker.wake()
+                return
+            m.commit_ms.observe((time.perf_counter() - t0) * 1e3)
+            m.accepted.inc(len(ids))
+            if self.on_durable is not None:
+                msgs = itertools.chain.from_iterable(run for run, _ in batch.accepted)
+                try:
+                    self.on_durable(list(zip(ids, msgs)))
+                except Exception:  # the log is durable; the application rebuilds from it
+                    log.exception("on_durable hook failed; messages stay in the log")
+        self.cursors = batch.cursors
+        ready.append(batch.acks)
+        waker.wake()
 
     def _reject(self, sock: zmq.Socket[Any], peer: bytes, reason: str, text: str) -> None:
         self.metrics.rejected.inc(reason=reason)
@@ -660,28 +698,31 @@ class Receiver:
         except WireError as exc:
             self._reject(sock, peer, exc.reason, str(exc))
             return
-        if bound is not None:
-            wrong = next((x.source_id for x in msgs if x.source_id != bound), None)
-            if wrong is not None:
-                log.warning(
-                    "link %s: client key of '%s' sent a message as '%s'; frame refused",
-                    self.endpoint,
-                    bound,
-                    wrong,
-                )
-                self._reject(sock, peer, "source_mismatch", f"key of {bound} sent {wrong}")
-                return
+        sources = set(map(_source_of, msgs))
+        if bound is not None and (len(sources) > 1 or bound not in sources) and msgs:
+            wrong = next(x for x in sorted(sources) if x != bound)
+            log.warning(
+                "link %s: client key of '%s' sent a message as '%s'; frame refused",
+                self.endpoint,
+                bound,
+                wrong,
+            )
+            self._reject(sock, peer, "source_mismatch", f"key of {bound} sent {wrong}")
+            return
         m.msgs_in.inc(len(msgs))
         if not msgs:
             return
         heard = time.monotonic()
-        streams = {(x.source_id, x.boot_id) for x in msgs}
-        for source, _ in streams:
+        for source in sources:
             self.last_heard[source] = heard
         first = msgs[0]
         key = (first.source_id, first.boot_id)
-        seqs = [x.seq for x in msgs]
-        if len(streams) == 1 and seqs == list(range(first.seq, first.seq + len(msgs))):
+        seqs = list(map(_seq_of, msgs))
+        if (
+            len(sources) == 1
+            and len(set(map(_boot_of, msgs))) == 1
+            and seqs == list(range(first.seq, first.seq + len(msgs)))
+        ):
             # The usual frame: one stream, consecutive seqs. Take what follows the cursor.
             cur = pending.get(key, 0)
             if first.seq > cur + 1:
@@ -693,7 +734,7 @@ class Receiver:
                 m.duplicates.inc(skip)
                 body = encode_batch(split_batch(body)[skip:])
             if skip < len(msgs):
-                accepted.append((msgs[skip:], body))
+                accepted.append((msgs[skip:] if skip else msgs, body))
                 pending[key] = seqs[-1]
             replies.setdefault((peer, *key), ACK)
             return
