@@ -8,25 +8,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from test_link import msg
 
 from walkout import outbox as outbox_module
 from walkout.eventlog import SqliteLog
 from walkout.messages import WeightChange, decode, encode, split_batch
 from walkout.outbox import Outbox
 from walkout.storage import WalCheckpointer
-
-
-def msg(i: int) -> WeightChange:
-    return WeightChange(
-        source_id="edge-1",
-        event_ts_ns=1_700_000_000_000_000_000 + i,
-        plate_id="P-1",
-        lane_id="L-1",
-        start_ts_ns=i,
-        end_ts_ns=i + 1,
-        delta_g=-float(i),
-        sigma_g=1.5,
-    )
 
 
 def acked_on_disk(path: Path) -> str:

@@ -31,7 +31,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -234,18 +234,7 @@ class Outbox:
                 self._cache_bytes -= len(cache.popleft()[2])
             if not cache or cache[0][0] > after_seq + 1:
                 return 0, bodies
-            for first, last, body in cache:
-                n = last - first + 1
-                if first <= after_seq:  # resume inside this run
-                    skip = after_seq + 1 - first
-                    body = b"".join(split_batch(array_header(n) + bytes(body))[skip:])
-                    n -= skip
-                if count and count + n > limit:
-                    break
-                bodies.append(body)
-                count += n
-                if count >= limit:
-                    break
+            count = _gather(cache, after_seq, limit, bodies)
         return count, bodies
 
     def next_frame(self, after_seq: int, limit: int) -> tuple[int, bytes] | None:
@@ -269,18 +258,7 @@ class Outbox:
                 "AND last_seq > ?1 ORDER BY first_seq",
                 (after_seq,),
             )
-            for first, last, payload in rows:
-                n = last - first + 1
-                if first <= after_seq:  # resume inside this run
-                    skip = after_seq + 1 - first
-                    payload = b"".join(split_batch(array_header(n) + payload)[skip:])
-                    n -= skip
-                if count and count + n > limit:
-                    break
-                bodies.append(payload)
-                count += n
-                if count >= limit:
-                    break
+            count = _gather(rows, after_seq, limit, bodies)
         if not count:
             return None
         return count, b"".join([array_header(count), *bodies])
@@ -341,3 +319,28 @@ class Outbox:
             self._conn.close()
             self._rconn.close()
         self.waker.close()
+
+
+def _gather(
+    runs: Iterable[tuple[int, int, bytes | memoryview]],
+    after_seq: int,
+    limit: int,
+    bodies: list[bytes | memoryview],
+) -> int:
+    """Append stored runs (first seq, last seq, body) after ``after_seq`` to ``bodies``, up to
+    ``limit`` messages (at least one run); a run that starts before ``after_seq`` (a resend from
+    the middle of a put) is split. Returns how many messages were taken."""
+    count = 0
+    for first, last, body in runs:
+        n = last - first + 1
+        if first <= after_seq:  # resume inside this run
+            skip = after_seq + 1 - first
+            body = b"".join(split_batch(array_header(n) + bytes(body))[skip:])
+            n -= skip
+        if count and count + n > limit:
+            break
+        bodies.append(body)
+        count += n
+        if count >= limit:
+            break
+    return count
