@@ -454,48 +454,30 @@ class Billing:
         tax_minor: int = 0,
     ) -> Op:
         now = self.clock_ns()
+        planned = (
+            key,
+            kind,
+            session_id,
+            checkout_id,
+            receipt_no,
+            account_id,
+            self.catalog.currency,
+            amount_minor,
+            target_ref,
+            line_no,
+            tax_minor,
+        )
         cur = self.db.execute(
             "INSERT INTO payment_ops(op_key, kind, session_id, checkout_id, receipt_no, "
             "account_id, currency, amount_minor, target_ref, line_no, tax_minor, status, "
             "provider_ref, provider_ts_ns, attempts, message, created_ts_ns, updated_ts_ns) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, 0, '', ?, ?) "
             "ON CONFLICT(op_key) DO NOTHING",
-            (
-                key,
-                kind,
-                session_id,
-                checkout_id,
-                receipt_no,
-                account_id,
-                self.catalog.currency,
-                amount_minor,
-                target_ref,
-                line_no,
-                tax_minor,
-                now,
-                now,
-            ),
+            (*planned, now, now),
         )
         if cur.rowcount == 1:
             self._followup = True
-            return Op(
-                key,
-                kind,
-                session_id,
-                checkout_id,
-                receipt_no,
-                account_id,
-                self.catalog.currency,
-                amount_minor,
-                target_ref,
-                line_no,
-                tax_minor,
-                "pending",
-                None,
-                None,
-                0,
-                "",
-            )
+            return Op(*planned, "pending", None, None, 0, "")
         op = self._op(key)
         assert op is not None
         return op
