@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from walkout.messages import CartLine
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CartChange:
     sku: str
     delta: int  # +n: n units into the cart (pick); -n: out of it (put-back, hand-off)
@@ -25,7 +25,7 @@ class CartChange:
     why: str = "pick"
 
 
-@dataclass
+@dataclass(slots=True)
 class Cart:
     session_id: str
     changes: list[CartChange] = field(default_factory=list)
@@ -50,7 +50,8 @@ class Cart:
             self._min_confidence[sku] = change.confidence
             self._review[sku] = bool(change.review)
         else:
-            evidence.update(dict.fromkeys(change.evidence))
+            for e in change.evidence:  # a new id goes last; one seen before keeps its place
+                evidence[e] = None
             if change.confidence < self._min_confidence[sku]:
                 self._min_confidence[sku] = change.confidence
             if change.review:

@@ -50,6 +50,7 @@ from fusion.tracks import (
 from walkout.messages import (
     AnyMessage,
     CartClosed,
+    FloorTrack,
     GateEvent,
     SessionOpened,
     ShelfInteraction,
@@ -64,7 +65,7 @@ NEVER = 2**63 - 1
 OutMessage = SessionOpened | CartClosed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Output:
     """A message for billing with its idempotence key (one key is never sent twice)."""
 
@@ -72,7 +73,7 @@ class Output:
     message: OutMessage
 
 
-@dataclass
+@dataclass(slots=True)
 class Session:
     session_id: str
     account_id: str
@@ -95,7 +96,7 @@ class Session:
         return [k for k, (_, until) in sorted(self.bindings.items()) if until is None]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """A shelf event waiting for its partner evidence on the same lane."""
 
@@ -107,7 +108,7 @@ class _Pending:
     weight: WeightChange | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Association:
     session_id: str
     probability: float
@@ -340,12 +341,12 @@ class FusionCore:
                 times = track.ts_ns
                 if ts > times[-1]:
                     times.append(ts)
-                    track.xy_m.append((t.x_m, t.y_m))
+                    track.pos.append(t)
                 else:
-                    track.add(ts, (t.x_m, t.y_m))
+                    track.add(ts, t)
                 continue
             key = (cam, t.track_id)
-            if self.tracks.update(key, ts, (t.x_m, t.y_m)) and key not in self.bound:
+            if self.tracks.update(key, ts, t) and key not in self.bound:
                 self._bind_new_track(key, ts, (t.x_m, t.y_m))
 
     def _bind(self, s: Session, key: TrackKey, ts: int) -> None:
@@ -521,7 +522,8 @@ class FusionCore:
                 i = bisect_right_tail(track.ts_ns, ts) - 1
                 if i < 0:
                     continue
-                cand = (distance(track.xy_m[i], gate), -track.ts_ns[i], s.session_id)
+                at = track.pos[i]
+                cand = (distance((at.x_m, at.y_m), gate), -track.ts_ns[i], s.session_id)
                 if best is None or cand < best:
                     best = cand
         if best is None:
@@ -967,7 +969,7 @@ def _min_metric(
     Distance to the arm: perpendicular distance to the ray from the lane front along the arm,
     for a body ahead of the lane. Returns (that distance, the body's distance to the front).
     """
-    times, xys = track.ts_ns, track.xy_m
+    times, pos = track.ts_ns, track.pos
     n = len(times)
     if n and times[-1] < lo and times[-1] <= hi:
         i = j = n  # the usual question: the track's samples all came before the event
@@ -976,26 +978,29 @@ def _min_metric(
     front_x, front_y = front
     if j <= i:  # no sample in [lo, hi]
         # Track.at(lo, 1 s), reusing the bisection above; then Track.at(hi, 1 s).
-        near: tuple[float, float] | None = None
+        near: FloorTrack | None = None
         gap_best = 0
         if i > 0:
             gap = abs(times[i - 1] - lo)
             if gap <= 1_000_000_000:
-                near, gap_best = xys[i - 1], gap
+                near, gap_best = pos[i - 1], gap
         if i < n:
             gap = abs(times[i] - lo)
             if gap <= 1_000_000_000 and (near is None or gap < gap_best):
-                near = xys[i]
-        if near is None:
-            near = track.at(hi, 1_000_000_000)
-        if near is None and 0 < i == n and lo - times[-1] <= hold_ns:
-            # Lost before the event and never seen again: people standing at a shelf are
-            # the ones a detector loses; take them as still standing where last seen.
-            near = xys[-1]
-        if near is None:
-            return None
+                near = pos[i]
+        if near is not None:
+            x, y = near.x_m, near.y_m
+        else:
+            at_hi = track.at(hi, 1_000_000_000)
+            if at_hi is not None:
+                x, y = at_hi
+            elif 0 < i == n and lo - times[-1] <= hold_ns:
+                # Lost before the event and never seen again: people standing at a shelf are
+                # the ones a detector loses; take them as still standing where last seen.
+                x, y = pos[-1].x_m, pos[-1].y_m
+            else:
+                return None
         # The loop below for this one sample.
-        x, y = near
         to_front = math.hypot(x - front_x, y - front_y)
         if to_front > max_front_m:
             return None
@@ -1006,7 +1011,8 @@ def _min_metric(
         along = vx * ux + vy * uy
         return (abs(vx * uy - vy * ux) if along > 0 else to_front, to_front)
     best: tuple[float, float] | None = None
-    for x, y in xys[i:j]:
+    for at in pos[i:j]:
+        x, y = at.x_m, at.y_m
         to_front = math.hypot(x - front_x, y - front_y)
         if to_front > max_front_m:
             continue

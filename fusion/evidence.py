@@ -33,7 +33,7 @@ UNEXPLAINED_Z = 4.0
 LOG_TENTH = math.log(0.1)  # each unit vision's count is off by costs a factor of ten
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unit:
     """The catalog facts evidence fusion needs about one SKU."""
 
@@ -41,13 +41,13 @@ class Unit:
     sd_g: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WeightEvidence:
     delta_g: float
     sigma_g: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     sku: str
     units: int  # > 0

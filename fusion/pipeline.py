@@ -26,7 +26,6 @@ END_OF_TIME = 2**63 - 1
 @dataclass(slots=True)
 class Step:
     outputs: list[Output] = field(default_factory=list)
-    applied: int = 0  # messages that reached the core
 
 
 class Pipeline:
@@ -72,6 +71,12 @@ class Pipeline:
 
     def ingest(self, msg: AnyMessage) -> Step:
         """Take one message (in log order); returns what the core produced."""
+        step = Step()
+        self.feed(msg, step.outputs)
+        return step
+
+    def feed(self, msg: AnyMessage, outputs: list[Output]) -> None:
+        """:meth:`ingest`, appending what the core produced to ``outputs``."""
         self.events_in += 1
         src, ts = msg.source_id, msg.event_ts_ns
         # The watermark depends only on the live sources' latest times and on which sources
@@ -81,7 +86,7 @@ class Pipeline:
         if ts > latest.get(src, -1):
             latest[src] = ts
             moved = src in self._live_set or not self.expected
-        step = Step()
+        applied = False
         if isinstance(msg, Heartbeat):
             if msg.status == "eos":
                 self.ended.add(src)
@@ -91,8 +96,8 @@ class Pipeline:
             self.core.devices_down(src, msg.down)
         elif ts < self.watermark_ns:
             self.late += 1
-            step.outputs.extend(self.core.apply(msg))
-            step.applied += 1
+            outputs.extend(self.core.apply(msg))
+            applied = True
         elif (
             moved
             and not self._heap
@@ -102,7 +107,7 @@ class Pipeline:
             # Nothing waits and the watermark passes this message at once: the heap would
             # hand it straight back, so apply it without the push and pop.
             self.watermark_ns = wm
-            core, outputs = self.core, step.outputs
+            core = self.core
             if ts - 1 > core.watermark_ns:  # settle everything strictly before this message
                 core.watermark_ns = ts - 1
             if core.watermark_ns >= core.next_due_ns:
@@ -110,20 +115,18 @@ class Pipeline:
             produced = core.apply(msg)
             if produced:
                 outputs.extend(produced)
-            step.applied = 1
             if wm > core.watermark_ns:
                 core.watermark_ns = wm
             if core.watermark_ns >= core.next_due_ns:
                 outputs.extend(core.advance(wm))
-            return step
+            return
         else:
             heapq.heappush(self._heap, (ts, src, msg.seq, self._arrival, msg))
             self._arrival += 1
         wm = self._compute_watermark() if moved else self.watermark_ns
-        if wm > self.watermark_ns or step.applied:
+        if wm > self.watermark_ns or applied:
             self.watermark_ns = wm
-            self._release(step)
-        return step
+            self._release(outputs)
 
     def _settle(self, watermark_ns: int, outputs: list[Output]) -> None:
         """``core.advance(watermark_ns)``, without the call when the core has nothing due."""
@@ -133,13 +136,11 @@ class Pipeline:
         if core.watermark_ns >= core.next_due_ns:
             outputs.extend(core.advance(watermark_ns))
 
-    def _release(self, step: Step) -> None:
+    def _release(self, outputs: list[Output]) -> None:
         heap, wm, core = self._heap, self.watermark_ns, self.core
-        outputs = step.outputs
         while heap and heap[0][0] <= wm:
             msg = heapq.heappop(heap)[-1]
             # Let the core settle everything strictly before this message's time first.
             self._settle(msg.event_ts_ns - 1, outputs)
             outputs.extend(core.apply(msg))
-            step.applied += 1
         self._settle(wm, outputs)

@@ -4,7 +4,8 @@ Threads: the link receiver reads and group-commits edge messages into the log (S
 synchronous=FULL) and only then acknowledges; its commit thread hands each durable batch to a
 bounded queue; one engine thread applies them in log order to the pure pipeline, puts its
 outputs (SessionOpened, CartClosed) into the billing outbox once each, and publishes cart
-snapshots (PUB, lossy by design). A sender thread streams the outbox to billing.
+snapshots (XPUB, lossy by design; built only while someone subscribes to them). A sender
+thread streams the outbox to billing.
 
 Recovery: on start the whole log is re-applied before the receiver opens, so the state is what
 it was before a crash; outputs already in the outbox are not put again (see :mod:`fusion.state`).
@@ -43,6 +44,7 @@ LATENCY_MS_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 20, 50, 100, 500, 1000, 50
 # them: about a fifth of the process's CPU under load. With a larger young generation most
 # of them are gone before a collection; a young collection still takes well under 1 ms.
 GC_YOUNG_THRESHOLD = 10_000
+SNAPSHOT_TOPIC = b"cart"
 
 
 def expected_sources(store: Store) -> list[str]:
@@ -138,6 +140,8 @@ class FusionService:
         self.receiver: Receiver | None = None
         self._ctx: zmq.Context[Any] | None = None
         self._pub: zmq.Socket[Any] | None = None
+        self._topics: set[bytes] = set()  # what subscribers asked the snapshot socket for
+        self._wanted = False  # someone subscribed to cart snapshots
         self._reported: dict[str, int] = {}
         self.engine_error: BaseException | None = None
         self._gc_threshold: tuple[int, int, int] | None = None
@@ -172,7 +176,9 @@ class FusionService:
             self.store, self.outbox, "billing", registry=self.registry, timing=self.timing
         ).start()
         self._ctx = zmq.Context()
-        self._pub = self._ctx.socket(zmq.PUB)
+        # XPUB: a PUB that also reports its subscriptions, so that the engine builds cart
+        # snapshots only while someone could receive them (a PUB drops them otherwise).
+        self._pub = self._ctx.socket(zmq.XPUB)
         self._pub.linger = 0
         self._pub.sndhwm = 10_000
         self._pub.bind(self.store.cfg.services.fusion_snapshots.bind)
@@ -245,7 +251,7 @@ class FusionService:
 
     def _apply(self, batch: Batch, *, live: bool) -> None:
         outputs: list[Output] = []
-        ingest = self.pipeline.ingest
+        feed = self.pipeline.feed
         with self._lock:
             applied = self.applied_pos
             for pos, msg in batch:
@@ -253,9 +259,7 @@ class FusionService:
                     continue
                 applied = self.applied_pos = pos
                 try:
-                    produced = ingest(msg).outputs
-                    if produced:
-                        outputs.extend(produced)
+                    feed(msg, outputs)
                 except Exception:  # one bad message must not stop the store; replay does the same
                     self.metrics.apply_errors.inc()
                     log.exception(
@@ -268,11 +272,15 @@ class FusionService:
                     )
             decided = self.core.take_decided()
             changed = self.core.take_changed()
-            snaps = [
-                snapshot(self.core.sessions[sid], self.pipeline.watermark_ns)
-                for sid in sorted(changed)
-                if sid in self.core.sessions
-            ]
+            snaps = (
+                [
+                    snapshot(self.core.sessions[sid], self.pipeline.watermark_ns)
+                    for sid in sorted(changed)
+                    if sid in self.core.sessions
+                ]
+                if live and changed and self._subscribed()
+                else []
+            )
         if outputs:
             self._emit(outputs)
         self._update_metrics(len(batch))
@@ -291,12 +299,30 @@ class FusionService:
         self.outbox.put_many([o.message for o in new])
         self.metrics.outputs.inc(len(new))
 
+    def _subscribed(self) -> bool:
+        """Whether a subscriber wants cart snapshots (the engine thread reads the XPUB's
+        subscription messages: 1 + topic to subscribe, 0 + topic to unsubscribe)."""
+        pub = self._pub
+        if pub is None:
+            return False
+        while int(pub.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            try:
+                msg = pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if msg[:1] == b"\x01":
+                self._topics.add(msg[1:])
+            elif msg[:1] == b"\x00":
+                self._topics.discard(msg[1:])
+            self._wanted = any(SNAPSHOT_TOPIC.startswith(t) for t in self._topics)
+        return self._wanted
+
     def _publish(self, snaps: list[dict[str, Any]]) -> None:
         if self._pub is None:
             return
         for snap in snaps:
             with contextlib.suppress(zmq.Again):
-                self._pub.send_multipart([b"cart", json.dumps(snap).encode()], zmq.NOBLOCK)
+                self._pub.send_multipart([SNAPSHOT_TOPIC, json.dumps(snap).encode()], zmq.NOBLOCK)
 
     def _update_metrics(self, n: int) -> None:
         m, st, pipe = self.metrics, self.core.stats, self.pipeline

@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from walkout.messages import FloorTrack
+
 TrackKey = tuple[str, int]  # (camera_id, track_id): track ids are per camera
 _TAIL = 8  # first stride of the search from the end (see bisect_left_tail)
 
@@ -41,14 +43,19 @@ def bisect_right_tail(a: list[int], x: int) -> int:
     return bisect.bisect_right(a, x, 0, hi)
 
 
-@dataclass
+@dataclass(slots=True)
 class Track:
-    """One track's samples in time order; a track always holds at least one sample."""
+    """One track's samples in time order; a track always holds at least one sample.
+
+    A sample's position is the :class:`~walkout.messages.FloorTrack` it came in (its
+    ``x_m``, ``y_m``): kept as received, so recording a sample allocates nothing, and the
+    history (minutes of 15 fps frames) holds no objects the garbage collector has to scan.
+    """
 
     key: TrackKey
     first_ts_ns: int
     ts_ns: list[int] = field(default_factory=list)
-    xy_m: list[tuple[float, float]] = field(default_factory=list)
+    pos: list[FloorTrack] = field(default_factory=list)
 
     @property
     def last_ts_ns(self) -> int:
@@ -56,38 +63,39 @@ class Track:
 
     @property
     def last_xy_m(self) -> tuple[float, float]:
-        return self.xy_m[-1]
+        p = self.pos[-1]
+        return (p.x_m, p.y_m)
 
-    def add(self, ts_ns: int, xy: tuple[float, float]) -> None:
+    def add(self, ts_ns: int, p: FloorTrack) -> None:
         if not self.ts_ns or ts_ns > self.ts_ns[-1]:
             self.ts_ns.append(ts_ns)
-            self.xy_m.append(xy)
+            self.pos.append(p)
             return
         i = bisect_left_tail(self.ts_ns, ts_ns)  # a late sample: keep time order
         if i < len(self.ts_ns) and self.ts_ns[i] == ts_ns:
-            self.xy_m[i] = xy
+            self.pos[i] = p
             return
         self.ts_ns.insert(i, ts_ns)
-        self.xy_m.insert(i, xy)
+        self.pos.insert(i, p)
 
     def trim(self, before_ts_ns: int) -> None:
         i = bisect.bisect_left(self.ts_ns, before_ts_ns)
         if 0 < i < len(self.ts_ns):
             del self.ts_ns[:i]
-            del self.xy_m[:i]
+            del self.pos[:i]
 
     def at(self, ts_ns: int, max_gap_ns: int) -> tuple[float, float] | None:
         """Position nearest in time to ``ts_ns``, if a sample lies within ``max_gap_ns``."""
         if not self.ts_ns:
             return None
         i = bisect_left_tail(self.ts_ns, ts_ns)
-        best: tuple[int, tuple[float, float]] | None = None
+        best: tuple[int, FloorTrack] | None = None
         for j in (i - 1, i):
             if 0 <= j < len(self.ts_ns):
                 gap = abs(self.ts_ns[j] - ts_ns)
                 if gap <= max_gap_ns and (best is None or gap < best[0]):
-                    best = (gap, self.xy_m[j])
-        return best[1] if best else None
+                    best = (gap, self.pos[j])
+        return (best[1].x_m, best[1].y_m) if best else None
 
     def min_distance(
         self, point: tuple[float, float], start_ns: int, end_ns: int, max_gap_ns: int
@@ -97,7 +105,7 @@ class Track:
         hi = bisect.bisect_right(self.ts_ns, end_ns)
         px, py = point
         if hi > lo:
-            return min(math.hypot(x - px, y - py) for x, y in self.xy_m[lo:hi])
+            return min(math.hypot(p.x_m - px, p.y_m - py) for p in self.pos[lo:hi])
         near = self.at(start_ns, max_gap_ns) or self.at(end_ns, max_gap_ns)
         return math.hypot(near[0] - px, near[1] - py) if near else None
 
@@ -118,15 +126,15 @@ class Tracks:
             known = self._by_camera[camera_id] = {}
         return known
 
-    def update(self, key: TrackKey, ts_ns: int, xy: tuple[float, float]) -> bool:
+    def update(self, key: TrackKey, ts_ns: int, p: FloorTrack) -> bool:
         """Record a sample; True when the track is new."""
         track = self.by_key.get(key)
         if track is None:
             self.by_key[key] = track = Track(key, ts_ns)
             self._by_camera.setdefault(key[0], {})[key[1]] = track
-            track.add(ts_ns, xy)
+            track.add(ts_ns, p)
             return True
-        track.add(ts_ns, xy)
+        track.add(ts_ns, p)
         return False
 
     def recent(self, ts_ns: int, window_ns: int) -> list[Track]:
