@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,6 +63,9 @@ Point = tuple[float, float]
 EXPIRE_EVERY_NS = 1_000_000_000  # forget old track samples once per second of event time
 NEVER = 2**63 - 1
 OutMessage = SessionOpened | CartClosed
+
+
+NO_OUTPUTS: tuple[()] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,7 @@ class FusionCore:
         self._down: dict[str, frozenset[str]] = {}  # per edge node: its devices without data
         self._plates_down: frozenset[str] = frozenset()
         self.tracks = Tracks(params.track_history_ns)
+        self._cameras = self.tracks.cameras  # per camera: its tracks by track id
         self.sessions: dict[str, Session] = {}
         self._open: dict[str, Session] = {}  # sessions not closed yet
         self._recently_closed: deque[Session] = deque()  # closed within the track history
@@ -202,25 +206,26 @@ class FusionCore:
 
     # ------------------------------------------------------------ input
 
-    def apply(self, msg: AnyMessage) -> list[Output]:
+    def apply(self, msg: AnyMessage) -> Sequence[Output]:
         if msg.event_ts_ns > self.latest_ns:
             self.latest_ns = msg.event_ts_ns
         if isinstance(msg, TrackUpdate):
             self._tracks(msg)
-        elif isinstance(msg, GateEvent):
+            return NO_OUTPUTS
+        if isinstance(msg, GateEvent):
             return self._gate(msg)
         elif isinstance(msg, ShelfInteraction):
             if self.p.evidence == "weight":
-                return []
+                return NO_OUTPUTS
             self._shelf(
                 _Pending(msg.interaction_id, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, msg)
             )
         elif isinstance(msg, WeightChange):
             if self.p.evidence == "vision":
-                return []
+                return NO_OUTPUTS
             wid = weight_change_id(msg.plate_id, msg.start_ts_ns)
             self._shelf(_Pending(wid, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, weight=msg))
-        return []
+        return NO_OUTPUTS
 
     def advance(self, watermark_ns: int) -> list[Output]:
         """Decide shelf events whose pairing window passed; close carts whose time came.
@@ -334,7 +339,9 @@ class FusionCore:
         # The hottest path (every overhead frame): a known track seen at a newer time gets its
         # sample appended in place; anything else goes through Tracks.update.
         ts, cam = msg.event_ts_ns, msg.camera_id
-        known = self.tracks.on_camera(cam)
+        known: Mapping[int, Track] | None = self._cameras.get(cam)
+        if known is None:
+            known = self.tracks.on_camera(cam)
         for t in msg.tracks:
             track = known.get(t.track_id)
             if track is not None:
@@ -824,6 +831,7 @@ class FusionCore:
         by_key = self.tracks.by_key
         max_front, hold = p.reach_radius_m * 2, p.lost_hold_ns
         first, last = start - slack, end + slack
+        front_x, front_y = front
         for s in shoppers:
             if s.entry_ts_ns > end:
                 continue
@@ -839,7 +847,24 @@ class FusionCore:
                     continue
                 lo = (start if start > since else since) - slack
                 hi = (end if not until or end <= until else until) + slack  # min(end, until)
-                d = _min_metric(track, metric, front, lo, hi, max_front, hold)
+                seen = track.ts_ns[-1]
+                if seen < lo and seen <= hi and lo - seen <= 1_000_000_000:
+                    # The usual question: every sample came before the event, the last one
+                    # within 1 s of it. _min_metric() for that one sample, without the call.
+                    at = track.pos[-1]
+                    x, y = at.x_m, at.y_m
+                    to_front = math.hypot(x - front_x, y - front_y)
+                    if to_front > max_front:
+                        continue
+                    if metric is None:
+                        d: tuple[float, float] | None = (to_front, to_front)
+                    else:
+                        (fx, fy), (ux, uy) = metric
+                        vx, vy = x - fx, y - fy
+                        along = vx * ux + vy * uy
+                        d = (abs(vx * uy - vy * ux) if along > 0 else to_front, to_front)
+                else:
+                    d = _min_metric(track, metric, front, lo, hi, max_front, hold)
                 if d is not None and (best is None or d < best):
                     best = d
             if best is not None:
@@ -855,13 +880,20 @@ class FusionCore:
             if len(inside) == 1:
                 return Association(inside[0].session_id, 0.9, False)
             return None
-        found.sort()
+        if len(found) > 1:
+            found.sort()
         radius = p.reach_radius_m
-        within = [(d, sid) for d, reach, sid in found if reach <= radius]
-        outside = not within
-        pool = within or [(found[0][0], found[0][2])]
+        pool: list[tuple[float, str]] = []
+        for d_, reach, sid in found:
+            if reach <= radius:
+                pool.append((d_, sid))
+        outside = not pool
+        if outside:
+            pool.append((found[0][0], found[0][2]))
         nearest, temperature = pool[0][0], p.association_temperature_m
-        weights = [math.exp(-(d - nearest) / temperature) for d, _ in pool]
+        weights = []
+        for d_, _ in pool:
+            weights.append(math.exp(-(d_ - nearest) / temperature))
         prob = weights[0] / sum(weights)
         ambiguous = len(pool) > 1 and pool[1][0] - nearest < p.ambiguity_margin_m
         return Association(pool[0][1], prob, ambiguous, outside)

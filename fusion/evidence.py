@@ -140,8 +140,13 @@ def decide(
         # Counts far from what the weight says score nothing: try the neighbours only.
         unit_g, sd_g = unit.weight_g, unit.sd_g
         near = round(grams / unit_g)
-        counts = {n for n in (near - 1, near, near + 1, v_units) if 1 <= n <= MAX_UNITS}
-        for n in sorted(counts):
+        # The distinct counts among near - 1, near, near + 1 and vision's, within 1..MAX_UNITS,
+        # in increasing order.
+        counts = [n for n in (near - 1, near, near + 1) if 1 <= n <= MAX_UNITS]
+        if 1 <= v_units <= MAX_UNITS and v_units not in counts:
+            counts.append(v_units)
+            counts.sort()
+        for n in counts:
             z = (grams - n * unit_g) / (math.sqrt(n) * sd_g + sigma)
             if main is not None:
                 count_term = 0.0 if n == v_units else LOG_TENTH * abs(n - v_units)

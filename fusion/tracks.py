@@ -117,13 +117,14 @@ class Tracks:
         self.history_ns = history_ns
         self.by_key: dict[TrackKey, Track] = {}
         # The same tracks per camera, by track id: a frame's lookups need no key tuples.
-        self._by_camera: dict[str, dict[int, Track]] = {}
+        # Read it (the core's per-frame lookup does), change it only through update/expire.
+        self.cameras: dict[str, dict[int, Track]] = {}
 
     def on_camera(self, camera_id: str) -> Mapping[int, Track]:
         """The camera's tracks by track id (a live view: read it, change it via update)."""
-        known = self._by_camera.get(camera_id)
+        known = self.cameras.get(camera_id)
         if known is None:
-            known = self._by_camera[camera_id] = {}
+            known = self.cameras[camera_id] = {}
         return known
 
     def update(self, key: TrackKey, ts_ns: int, p: FloorTrack) -> bool:
@@ -131,7 +132,7 @@ class Tracks:
         track = self.by_key.get(key)
         if track is None:
             self.by_key[key] = track = Track(key, ts_ns)
-            self._by_camera.setdefault(key[0], {})[key[1]] = track
+            self.cameras.setdefault(key[0], {})[key[1]] = track
             track.add(ts_ns, p)
             return True
         track.add(ts_ns, p)
@@ -154,7 +155,7 @@ class Tracks:
             t = self.by_key[key]
             if t.last_ts_ns < cutoff:
                 del self.by_key[key]
-                del self._by_camera[key[0]][key[1]]
+                del self.cameras[key[0]][key[1]]
                 gone.append(key)
             else:
                 t.trim(cutoff)
