@@ -11,6 +11,7 @@ import pytest
 from test_link import msg
 
 from walkout import outbox as outbox_module
+from walkout import storage
 from walkout.eventlog import SqliteLog
 from walkout.messages import WeightChange, decode, encode, split_batch
 from walkout.outbox import Outbox
@@ -154,3 +155,28 @@ def test_an_idle_checkpointer_ends_its_thread_and_starts_another_when_needed(
     assert c._thread is not None and c._thread is not first
     c.close()
     log.close()
+
+
+def test_new_files_get_large_pages_and_files_made_before_keep_theirs(tmp_path: Path) -> None:
+    for name in ("old-out.db", "old-log.db"):  # as written before: SQLite's default page size
+        with closing(sqlite3.connect(tmp_path / name)) as c:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("CREATE TABLE t(x)")
+    ob, old_ob = Outbox(tmp_path / "out.db", "edge-1"), Outbox(tmp_path / "old-out.db", "edge-1")
+    log, old_log = SqliteLog(tmp_path / "log.db"), SqliteLog(tmp_path / "old-log.db")
+    assert ob._page_bytes == log._page_bytes == storage.BLOB_PAGE_BYTES
+    assert old_ob._page_bytes == old_log._page_bytes == 4096
+    for box in (ob, old_ob):
+        (wal_pages,) = box._conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        assert wal_pages * box._page_bytes == storage.WAL_AUTOCHECKPOINT_BYTES
+        (sync,) = box._conn.execute("PRAGMA synchronous").fetchone()
+        assert sync == 2  # FULL
+        put_runs(box, [3, 700])
+        assert frame_seqs(box.next_frame(0, 10_000)) == list(range(1, 704))
+        box.close()
+    for lg in (log, old_log):
+        batch = [msgspec.structs.replace(msg(i), boot_id="b", seq=i) for i in range(1, 501)]
+        lg.append([(batch, msgspec.msgpack.encode(batch))])
+        lg.close()
+    for name in ("log.db", "old-log.db"):
+        assert [m.seq for _, m in SqliteLog(tmp_path / name)] == list(range(1, 501))

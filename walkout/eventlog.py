@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from walkout.messages import AnyMessage, decode_batch
-from walkout.storage import PAGE_BYTES, WalCheckpointer, connect
+from walkout.storage import BLOB_PAGE_BYTES, WalCheckpointer, connect, page_size
 
 
 class Sink(Protocol):
@@ -38,7 +38,8 @@ class SqliteLog:
     def __init__(self, path: str | Path, *, synchronous: str = "FULL"):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._conn = connect(self.path, synchronous)
+        self._conn = connect(self.path, synchronous, page_bytes=BLOB_PAGE_BYTES)
+        self._page_bytes = page_size(self._conn)
         self._conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS log(
@@ -102,7 +103,7 @@ class SqliteLog:
                 raise
             self._next_pos = pos
         # WAL bytes, roughly: the blobs, a leaf page per row and the cursors page.
-        self._checkpointer.wrote(nbytes + PAGE_BYTES * (len(rows) + 1))
+        self._checkpointer.wrote(nbytes + self._page_bytes * (len(rows) + 1))
         return list(range(first, pos))
 
     def read(self, after_pos: int = 0, limit: int = 10_000) -> list[tuple[int, AnyMessage]]:

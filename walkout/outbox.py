@@ -37,7 +37,7 @@ from pathlib import Path
 import msgspec
 
 from walkout.messages import AnyMessage, array_header, split_batch
-from walkout.storage import PAGE_BYTES, WalCheckpointer, connect
+from walkout.storage import BLOB_PAGE_BYTES, WalCheckpointer, connect, page_size
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ class Outbox:
         # for a moment, so an ack from the sender thread never waits for a put's commit.
         self._lock = threading.Lock()  # the writing connection
         self._seq_lock = threading.Lock()  # _next_seq, _acked, refused
-        self._conn = c = connect(self.path, "FULL")
+        self._conn = c = connect(self.path, "FULL", page_bytes=BLOB_PAGE_BYTES)
+        self._page_bytes = page_size(c)
         c.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         c.execute(
             "CREATE TABLE IF NOT EXISTS outbox("
@@ -191,7 +192,7 @@ class Outbox:
                 self._acked_on_disk = acked
                 self._acks_flushed_at = self._last_put_at
             # WAL bytes, roughly: the payload's pages, a leaf page, the meta page with an ack.
-            self._checkpointer.wrote(len(body) + PAGE_BYTES * (2 if with_ack else 1))
+            self._checkpointer.wrote(len(body) + self._page_bytes * (2 if with_ack else 1))
             with self._seq_lock:
                 self._next_seq = last + 1
             self._cache_run(first, last, body)

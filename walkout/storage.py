@@ -10,16 +10,40 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-PAGE_BYTES = 4096  # SQLite's default page size, which our databases keep
+# Page size of the databases that store message payloads (the outbox and the event log), set
+# when such a file is created (a file keeps the size it was created with). Their rows are runs
+# of hundreds of messages, hundreds of KiB each: with SQLite's default 4 KiB pages every run is
+# a chain of ~100 overflow pages, each a WAL frame of its own (two writes and a checksum); with
+# 64 KiB pages it is a handful. A run's last page and the leaf and meta pages are written whole,
+# so about a fifth more bytes reach the disk per message, yet commits return sooner and cost
+# less CPU (measured in the link benchmark). Durability is the same: one fsync of the WAL per
+# commit either way.
+BLOB_PAGE_BYTES = 65536
+# The writer's own checkpoint runs once the WAL holds this much (SQLite's default, 1000 pages
+# of 4 KiB, whatever the page size).
+WAL_AUTOCHECKPOINT_BYTES = 4 << 20
 
 
-def connect(path: Path, synchronous: str) -> sqlite3.Connection:
-    """A WAL-mode connection in autocommit mode; callers open transactions explicitly."""
+def connect(path: Path, synchronous: str, *, page_bytes: int | None = None) -> sqlite3.Connection:
+    """A WAL-mode connection in autocommit mode; callers open transactions explicitly.
+
+    ``page_bytes``: the page size of the file if this creates it (an existing file keeps its
+    own); the automatic checkpoint then still runs every ``WAL_AUTOCHECKPOINT_BYTES``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    if page_bytes is not None:
+        conn.execute(f"PRAGMA page_size={int(page_bytes)}")  # no effect on an existing file
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
+    if page_bytes is not None:
+        pages = max(1, WAL_AUTOCHECKPOINT_BYTES // page_size(conn))
+        conn.execute(f"PRAGMA wal_autocheckpoint={pages}")
     return conn
+
+
+def page_size(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
 class WalCheckpointer:
