@@ -5,13 +5,14 @@
 Throughput: the edge side (this process) puts messages into its durable outbox (1000 per
 transaction) as fast as it can; the fusion service, in its own process, receives them over the
 CurveZMQ link, group-commits them into its log (SQLite WAL, synchronous=FULL), acknowledges,
-and applies them to the pipeline (reorder, sessions, association, evidence fusion, carts,
-snapshots on PUB). The clock stops when the last message has been applied. The mix per eight
-messages: six overhead TrackUpdates (8 shoppers each), one ShelfInteraction, one WeightChange,
-each a pick or a put-back in front of one of the 8 shoppers (a store sends far more track
-updates than shelf events: 15 fps per overhead camera against a few shelf events a second).
-Raw: the same encoded bytes over PUSH/PULL, no durability, no acks, no processing. Rounds
-alternate the two.
+and applies them to the pipeline (reorder, sessions, association, evidence fusion, carts).
+No one subscribes to the cart snapshots here, so the service builds none (it builds them only
+while a subscriber is connected). The clock stops when the last message has been applied. The
+mix per eight messages: six overhead TrackUpdates (8 shoppers each), one ShelfInteraction, one
+WeightChange, each a pick or a put-back in front of one of the 8 shoppers (a store sends far
+more track updates than shelf events: 15 fps per overhead camera against a few shelf events a
+second). Raw: the same encoded bytes over PUSH/PULL, no durability, no acks, no processing.
+Rounds alternate the two.
 
 Latency: 1,000 messages per second, one put (one durable commit) each, event time = send time;
 measured from the put to the moment the core changed the cart (both processes read the same
@@ -345,7 +346,8 @@ def main() -> int:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     md = markdown_header("Fusion service benchmark", result["machine"]) + (
         f"\n{args.messages:,} messages per round (mean {mean_bytes:.0f} bytes; {result['mix']}), "
-        f"{args.rounds} rounds alternating; medians.\n\n"
+        f"{args.rounds} rounds alternating; medians. No cart snapshot subscriber is connected "
+        "(the service builds snapshots only while one is).\n\n"
         "| path | messages/s | ratio |\n|---|---:|---:|\n"
         f"| raw pyzmq PUSH/PULL (no durability, no acks, no processing) | "
         f"{result['median_raw']:,.0f} | 1.00 |\n"
