@@ -11,12 +11,15 @@ Per lane:
 * the interaction **closes** when no hand has been in the lane for ``exit_frames`` inferred
   frames. While closing, the lane's counts are collected again, but only from frames where no
   hand, arm (the corridor from a hand down to the image's bottom edge, where arms come from) or
-  person covers the lane. A hand that comes back before that reopens the same interaction.
+  person covers the lane. A hand the detector stops seeing mid-shelf (it did not leave through
+  the bottom edge) still covers the lanes below it for ``hand_memory_s``. A hand that comes
+  back before that reopens the same interaction.
 * with ``count_frames`` clear frames (or after ``settle_s``), the "after" count is their median;
   after minus before, per SKU, are the deltas. What the hand held when it entered and when it
   left (items whose centre lies in the hand's box) corroborates the counts, and stands in for
-  them when the lane never became clear. An interaction whose deltas are all zero (a touch) is
-  counted, not emitted.
+  them when the lane never became clear, but only for a hand that stayed in the lane at least
+  ``min_take_s`` (a hand passing through on its way to another lane moves nothing there). An
+  interaction whose deltas are all zero (a touch) is counted, not emitted.
 
 A count that changes with no hand seen is believed only when it holds for ``confirm_frames``
 clear frames. If the camera was blind meanwhile (dark frames, a gap in the stream), the change
@@ -61,6 +64,14 @@ class InteractionSettings:
     hold_frames: int = 2  # frames at entry and at exit whose held items count as carried
     confirm_frames: int = 5  # clear frames in a row that confirm a count changed unseen
     exit_reach_lanes: float = 1.0  # the exit position may lie this many lane widths outside
+    # A hand in a lane for less than this is passing through (on its way to the lane above,
+    # or back): taking or putting a unit needs the hand to stop. What it seems to hold then
+    # is not evidence of a move; a changed count still is.
+    min_take_s: float = 0.2
+    # A hand that vanished from view without leaving through the bottom edge is most likely
+    # still there, missed by the detector: its arm keeps covering the lanes below it (their
+    # counts are not read) for this long after it was last seen.
+    hand_memory_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.enter_fraction <= 1:
@@ -187,6 +198,11 @@ class ShelfInteractions:
         self._rest: tuple[F32, I64] = (no_boxes, np.zeros(0, np.int64))
         self._hand_ids = np.zeros(0, np.int64)
         self._hand_pts = np.zeros((0, 2), np.float32)
+        self._ts_ns = 0
+        # hands not seen in the latest frame: track id -> (last box, when last seen)
+        self._unseen_hands: dict[int, tuple[F32, int]] = {}
+        self._last_hand_ids = np.zeros(0, np.int64)
+        self._last_hand_boxes = no_boxes
         self._next_hand_id = 1
 
     # ------------------------------------------------------------ per frame
@@ -256,10 +272,12 @@ class ShelfInteractions:
             ok = frac[np.arange(len(hands)), best_lane] >= self.s.enter_fraction
             hand_lane[ok] = best_lane[ok]
 
+        hand_id = self._track_hands(hand_c, hand_size)
         occluders = [dets.xyxy[cls == self.person_class]] if self.person_class >= 0 else []
-        if len(hands):
-            w = hands[:, 2] - hands[:, 0]
-            corridor = hands.copy()
+        arms = self._remember_hands(hands, hand_id)
+        if len(arms):
+            w = arms[:, 2] - arms[:, 0]
+            corridor = arms.copy()
             corridor[:, 0] -= w * self.s.corridor_widen
             corridor[:, 2] += w * self.s.corridor_widen
             corridor[:, 3] = r.height
@@ -278,7 +296,7 @@ class ShelfInteractions:
             hand_xy=((hands[:, :2] + hands[:, 2:]) / 2).astype(np.float32).reshape(-1, 2),
             hand_size_px=hand_size.astype(np.float32),
             hand_moving=moving,
-            hand_id=self._track_hands(hand_c, hand_size),
+            hand_id=hand_id,
             held=held,
         )
 
@@ -333,6 +351,25 @@ class ShelfInteractions:
             best_err[better] = e_move_min[better]
         return held_by, moving
 
+    def _remember_hands(self, hands: F32, ids: I64) -> F32:
+        """This frame's hand boxes plus the last boxes of hands that vanished mid-shelf within
+        ``hand_memory_s`` (a hand last seen at the bottom edge has left and is forgotten)."""
+        memory_ns = self.s.hand_memory_s * 1e9
+        now = self._ts_ns
+        unseen = self._unseen_hands
+        for hid in ids.tolist():
+            unseen.pop(int(hid), None)
+        for hid, box in zip(self._last_hand_ids.tolist(), self._last_hand_boxes, strict=True):
+            if hid not in ids and box[3] < self.regions.height * 0.95:
+                unseen[int(hid)] = (box, now)
+        for hid in [h for h, (_, seen) in unseen.items() if now - seen > memory_ns]:
+            del unseen[hid]
+        self._last_hand_ids, self._last_hand_boxes = ids.copy(), hands.copy()
+        if not unseen:
+            return hands
+        ghosts = np.stack([box for box, _ in unseen.values()]).astype(np.float32)
+        return np.concatenate([hands, ghosts]) if len(hands) else ghosts
+
     def _track_hands(self, pts: F32, size: F32) -> I64:
         """Ids for this frame's hands: greedy nearest match to the last frame's hands (closest
         pairs first), a new id for a hand nothing matches. Deterministic."""
@@ -363,6 +400,7 @@ class ShelfInteractions:
         motion gate saw nothing move and no interaction was open)."""
         if dets is None:
             return self._timeouts(ts_ns)
+        self._ts_ns = ts_ns
         v = self.view(dets)
         out: list[ShelfInteraction] = []
         for lane in self.lanes:
@@ -560,8 +598,11 @@ class ShelfInteractions:
         visits = sorted(lane.visits, key=lambda x: (x.start_frame, x.hand_id))
         # what each hand left on the shelf: what it brought minus what it took away (with no
         # later evidence, it took away what it brought)
+        min_take_ns = self.s.min_take_s * 1e9
         by_hand = [
             _max_rows(x.entry_held, zero) - _max_rows(x.later_held, _max_rows(x.entry_held, zero))
+            if x.end_ts_ns - x.start_ts_ns >= min_take_ns
+            else zero
             for x in visits
         ]
         total = np.sum(by_hand, axis=0) if by_hand else zero

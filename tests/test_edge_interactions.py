@@ -63,9 +63,10 @@ def hand_at(y: float, x: float = 150) -> tuple:
 
 
 def reach(top: int, bot: int, *, target_y: float, take: int, cls: int = 0) -> list[list[tuple]]:
-    """Hand rises from the bottom edge to target_y and goes back; ``take`` > 0 picks items of
-    the top lane, < 0 puts one back (the hand carries it in)."""
-    path_up = [350, 300, 250, 200, target_y, target_y]
+    """Hand rises from the bottom edge to target_y, stays there about a third of a second (a
+    grasp; a hand only passing through a lane moves nothing) and goes back; ``take`` > 0 picks
+    items of the top lane, < 0 puts one back (the hand carries it in)."""
+    path_up = [350, 300, 250, 200, target_y, target_y, target_y, target_y]
     frames = []
     held_in = [((130, 0, 170, 40), cls)] if take < 0 else []
     for y in path_up:
@@ -176,8 +177,8 @@ def test_two_hands_in_one_lane_at_once_are_two_interactions() -> None:
         return out
 
     frames = [items(6, 4)] * 4
-    frames += [items(6, 4) + hands(y, False) for y in (350, 300, 250, 200, 90)]
-    frames += [items(4, 4) + hands(y, True) for y in (90, 200, 250, 300, 350)]
+    frames += [items(6, 4) + hands(y, False) for y in (350, 300, 250, 200, 90, 90, 90)]
+    frames += [items(4, 4) + hands(y, True) for y in (90, 90, 200, 250, 300, 350)]
     frames += [items(4, 4)] * 5
     events = play(frames)
     assert len(events) == 2
@@ -200,3 +201,16 @@ def test_exit_position_follows_the_hand_on_its_way_out() -> None:
     (e,) = events
     assert {d.sku: d.delta for d in e.deltas} == {"cola": -1}
     assert e.exit_xy_m is not None and e.exit_xy_m[0] < 1.0 - 0.2
+
+
+def test_a_hand_the_detector_loses_mid_shelf_still_covers_the_lane_below() -> None:
+    """The hand crosses the bottom lane on its way up and the detector stops seeing it there;
+    meanwhile its arm hides a unit of the bottom lane. That lane's count must not be read as a
+    pick (its arm is still in front of it), and nothing is emitted once the arm is gone."""
+    idle = [items(5, 4)] * 4
+    up = [[*items(5, 4), hand_at(y)] for y in (350, 300, 250)]
+    # lost by the detector for 6 frames (0.4 s); one bottom-lane unit hidden behind the arm
+    lost = [items(5, 3)] * 6
+    back = [[*items(5, 4), hand_at(y)] for y in (300, 350)]
+    events = play(idle + up + lost + back + [items(5, 4)] * 6)
+    assert events == []
