@@ -28,8 +28,10 @@ class FusionParams:
     # Lost-track re-link: a new track this close to a session's last position, this soon.
     relink_radius_m: float = 1.5
     relink_window_ns: int = 5 * S_TO_NS
-    # A bound track not seen for this long counts as lost (a new track may take its place).
-    lost_after_ns: int = 300_000_000
+    # A bound track not seen for this long counts as lost (a new track may take its place):
+    # missing from the last frame of an overhead camera the edge infers at 7.5 Hz. Longer, and
+    # an id switch of the tracker (old id gone, new id beside it a frame later) is missed.
+    lost_after_ns: int = 200_000_000
     # A track lost before a shelf event and not seen since counts as standing where it was
     # last seen for this long (a shopper still at the shelf scores low for the detector).
     lost_hold_ns: int = 5 * S_TO_NS
