@@ -157,15 +157,18 @@ def test_an_idle_checkpointer_ends_its_thread_and_starts_another_when_needed(
     log.close()
 
 
-def test_new_files_get_large_pages_and_files_made_before_keep_theirs(tmp_path: Path) -> None:
-    for name in ("old-out.db", "old-log.db"):  # as written before: SQLite's default page size
+def test_new_files_get_the_set_page_size_and_files_made_before_keep_theirs(
+    tmp_path: Path,
+) -> None:
+    for name in ("old-out.db", "old-log.db"):  # as an earlier version wrote them: 64 KiB pages
         with closing(sqlite3.connect(tmp_path / name)) as c:
+            c.execute("PRAGMA page_size=65536")
             c.execute("PRAGMA journal_mode=WAL")
             c.execute("CREATE TABLE t(x)")
     ob, old_ob = Outbox(tmp_path / "out.db", "edge-1"), Outbox(tmp_path / "old-out.db", "edge-1")
     log, old_log = SqliteLog(tmp_path / "log.db"), SqliteLog(tmp_path / "old-log.db")
     assert ob._page_bytes == log._page_bytes == storage.BLOB_PAGE_BYTES
-    assert old_ob._page_bytes == old_log._page_bytes == 4096
+    assert old_ob._page_bytes == old_log._page_bytes == 65536 != storage.BLOB_PAGE_BYTES
     for box in (ob, old_ob):
         (wal_pages,) = box._conn.execute("PRAGMA wal_autocheckpoint").fetchone()
         assert wal_pages * box._page_bytes == storage.WAL_AUTOCHECKPOINT_BYTES
