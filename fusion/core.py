@@ -117,6 +117,8 @@ class Association:
     probability: float
     ambiguous: bool
     outside_reach: bool = False
+    rivals: tuple[str, ...] = ()  # other sessions within the ambiguity margin
+    rivals_probability: float = 0.0  # their share of the probability
 
 
 @dataclass
@@ -766,10 +768,16 @@ class FusionCore:
             self._apply(lane, d, amb, ids, w_end)
             return
         each = d.units // len(owners)
+        # Equal shares among shoppers who are each other's only rivals: whichever hand was
+        # whose, every cart gets the same line, so that doubt is no reason for review.
+        swappable = len(owners) > 1 and d.units % len(owners) == 0 and None not in assocs
         for k, sid in enumerate(owners):
             n = d.units - each * (len(owners) - 1) if k == 0 else each
             mine = tuple(si.interaction_id for si in shares[sid]) + wc_ids if shares[sid] else ids
-            self._apply(lane, d if n == d.units else replace(d, units=n), assocs[sid], mine, w_end)
+            a = assocs[sid]
+            if swappable and a is not None and a.ambiguous and set(a.rivals) <= assocs.keys():
+                a = replace(a, probability=a.probability + a.rivals_probability, ambiguous=False)
+            self._apply(lane, d if n == d.units else replace(d, units=n), a, mine, w_end)
 
     def _one_shopper_visit(
         self,
@@ -895,8 +903,11 @@ class FusionCore:
         for d_, _ in pool:
             weights.append(math.exp(-(d_ - nearest) / temperature))
         prob = weights[0] / sum(weights)
-        ambiguous = len(pool) > 1 and pool[1][0] - nearest < p.ambiguity_margin_m
-        return Association(pool[0][1], prob, ambiguous, outside)
+        margin = p.ambiguity_margin_m
+        close = [k for k in range(1, len(pool)) if pool[k][0] - nearest < margin]
+        rivals = tuple(pool[k][1] for k in close)
+        rivals_p = sum(weights[k] for k in close) / sum(weights)
+        return Association(pool[0][1], prob, bool(rivals), outside, rivals, rivals_p)
 
     def _apply(
         self,

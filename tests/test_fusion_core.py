@@ -54,6 +54,26 @@ def test_same_lane_same_moment_two_shoppers(store: Store) -> None:
     assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
 
 
+def test_two_shoppers_too_close_to_tell_apart_each_taking_one_need_no_review(
+    store: Store,
+) -> None:
+    """Shoulder to shoulder at one lane, one can each: which hand was whose is unclear, but
+    either way each cart gets one can, so nothing is flagged. With a third shopper as close,
+    one of the cans could be hers: then it is."""
+    sc = two_shoppers(store, (2.35, 7.1), (2.45, 7.1))
+    sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.38, 7.35))
+    sc.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.42, 7.35))
+    sc.weight(8.1, "G1-L00", -690.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {"cola-330": 1}
+    assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
+    sc.shopper(3, 3.0, 28.0, (6.0, 2.4, 7.05), (14.0, 2.4, 7.05))
+    sc.entry(3.0, "acct-c")
+    sc.exit(28.0)
+    r = run(store, sc.messages())
+    assert any(r.closed_of(a).review for a in ("acct-a", "acct-b", "acct-c"))
+
+
 def test_crossing_arms(store: Store) -> None:
     sc = two_shoppers(store, (2.4, 7.1), (3.2, 7.1))
     # A reaches across into B's lane (cola-440) while B reaches into A's lane (cola-330).
