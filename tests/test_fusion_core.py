@@ -151,29 +151,23 @@ def test_look_alikes_told_apart_by_weight(store: Store) -> None:
     assert r.cart("acct-a") == {"cola-330": 1, "cola-440": 1}
 
 
-def test_lost_track_is_relinked(store: Store) -> None:
+@pytest.mark.parametrize(
+    ("tick_s", "lost", "found"),
+    [
+        (0.1, (5.0, 3.0, 5.0), (6.0, 3.2, 5.3)),  # lost at (3, 5), seen again a second later
+        # The overhead tracker drops A's track and starts a new one next to it two frames
+        # later (7.5 Hz, as the edge infers overhead cameras): an id switch.
+        (1 / 7.5, (5.0, 2.2, 6.8), (5.2, 2.25, 6.85)),
+    ],
+    ids=["lost-and-found", "id-switch"],
+)
+def test_lost_track_is_relinked(
+    store: Store, tick_s: float, lost: tuple[float, float, float], found: tuple[float, float, float]
+) -> None:
     sc = Scenario(store)
-    sc.walk(1, (-0.5, 1.1, 0.3), (5.0, 3.0, 5.0))  # track 1 is lost at (3, 5)
-    sc.walk(7, (6.0, 3.2, 5.3), (8.0, 2.4, 7.1), (11.0, 2.4, 7.1), (20.0, 8.9, 0.3))
-    sc.shopper(2, 2.0, 22.0, (6.0, 6.5, 2.0), (14.0, 6.5, 2.0))  # someone else, far away
-    sc.entry(0.0, "acct-a")
-    sc.entry(2.0, "acct-b")
-    sc.take(9.0, "G1-L00", exit_xy=(2.4, 7.35))
-    sc.exit(20.0)
-    sc.exit(22.0)
-    r = run(store, sc.messages())
-    assert r.cart("acct-a") == {"cola-330": 1}
-    assert r.cart("acct-b") == {}
-    assert r.core.stats.relinked_tracks >= 1
-
-
-def test_track_id_switch_between_frames_is_relinked(store: Store) -> None:
-    """The overhead tracker drops A's track and starts a new one next to it two frames later
-    (7.5 Hz, as the edge infers overhead cameras): the new track is A's."""
-    sc = Scenario(store)
-    sc.tick_s = 1 / 7.5
-    sc.walk(1, (-0.5, 1.1, 0.3), (5.0, 2.2, 6.8))  # last seen at 4.95 s
-    sc.walk(7, (5.2, 2.25, 6.85), (8.0, 2.4, 7.1), (11.0, 2.4, 7.1), (20.0, 8.9, 0.3))
+    sc.tick_s = tick_s
+    sc.walk(1, (-0.5, 1.1, 0.3), lost)
+    sc.walk(7, found, (8.0, 2.4, 7.1), (11.0, 2.4, 7.1), (20.0, 8.9, 0.3))
     sc.shopper(2, 2.0, 22.0, (6.0, 6.5, 2.0), (14.0, 6.5, 2.0))  # someone else, far away
     sc.entry(0.0, "acct-a")
     sc.entry(2.0, "acct-b")
