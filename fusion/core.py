@@ -729,6 +729,8 @@ class FusionCore:
         if len(hands) > 1:
             hands.sort(key=lambda h: (-h[0], h[1]))
         during = [h for h in hands if h[0] >= 0] or hands[:1]
+        if len(during) > 1:
+            during = self._separate_hands(during)
         shares: dict[str | None, list[ShelfInteraction]] = {}
         assocs: dict[str | None, Association | None] = {}
         for _, _, si, assoc in during:
@@ -778,6 +780,39 @@ class FusionCore:
             if swappable and a is not None and a.ambiguous and set(a.rivals) <= assocs.keys():
                 a = replace(a, probability=a.probability + a.rivals_probability, ambiguous=False)
             self._apply(lane, d if n == d.units else replace(d, units=n), a, mine, w_end)
+
+    def _separate_hands(
+        self, hands: list[tuple[int, str, ShelfInteraction, Association | None]]
+    ) -> list[tuple[int, str, ShelfInteraction, Association | None]]:
+        """Hands in one lane at the same time that all point to one shopper, with another
+        shopper as close: one shopper rarely reaches into one lane with both hands at once, so
+        the less likely hands go to the close rivals (the lines stay flagged as ambiguous
+        unless, sharing the units equally, the two are each other's only rivals)."""
+        out = list(hands)
+        by_sid: dict[str, list[int]] = {}
+        for i, (_, _, _, a) in enumerate(out):
+            if a is not None:
+                by_sid.setdefault(a.session_id, []).append(i)
+        owners = set(by_sid)
+        for sid, idx in by_sid.items():
+            if len(idx) < 2 or self.sessions[sid].group_size > 1:
+                continue
+            spans = [(out[i][2].start_ts_ns, out[i][2].end_ts_ns) for i in idx]
+            if max(a for a, _ in spans) >= min(b for _, b in spans):
+                continue  # one after the other: the same shopper's hand coming back
+            weakest_first = sorted(idx, key=lambda i: (_probability(out[i][3]), out[i][1]))
+            for i in weakest_first[:-1]:
+                a = out[i][3]
+                assert a is not None
+                rival = next((r for r in a.rivals if r not in owners), None)
+                if rival is None:
+                    continue
+                owners.add(rival)
+                moved = Association(
+                    rival, a.rivals_probability, True, a.outside_reach, (sid,), a.probability
+                )
+                out[i] = (out[i][0], out[i][1], out[i][2], moved)
+        return out
 
     def _one_shopper_visit(
         self,
@@ -985,6 +1020,10 @@ def _session_key(s: Session) -> str:
 def _scaled(deltas: tuple[SkuDelta, ...] | list[SkuDelta], confidence: float) -> list[SkuDelta]:
     """Per-SKU confidence times the interaction's own confidence."""
     return [SkuDelta(x.sku, x.delta, x.confidence * confidence) for x in deltas if x.delta != 0]
+
+
+def _probability(a: Association | None) -> float:
+    return a.probability if a is not None else 0.0
 
 
 def _arm_metric(front: Point, exit_xy: Point | None) -> tuple[Point, Point] | None:

@@ -74,6 +74,28 @@ def test_two_shoppers_too_close_to_tell_apart_each_taking_one_need_no_review(
     assert any(r.closed_of(a).review for a in ("acct-a", "acct-b", "acct-c"))
 
 
+def test_two_hands_at_once_nearer_one_shopper_are_shared_with_the_close_other(
+    store: Store,
+) -> None:
+    """Both hands in the lane at the same time leave nearer to A, but B stands as close as
+    the ambiguity margin: one shopper rarely takes from one lane with both hands at once, so
+    one can each. A shopper alone takes both with two hands."""
+    sc = two_shoppers(store, (2.3, 7.1), (2.5, 7.1))
+    sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.3, 7.35))
+    sc.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.32, 7.35))
+    sc.weight(8.1, "G1-L00", -690.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {"cola-330": 1}
+    alone = Scenario(store)
+    alone.shopper(1, 0.0, 24.0, (4.0, 2.3, 7.1), (14.0, 2.3, 7.1))
+    alone.entry(0.0, "acct-a")
+    alone.exit(24.0)
+    alone.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.3, 7.35))
+    alone.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.32, 7.35))
+    alone.weight(8.1, "G1-L00", -690.0)
+    assert run(store, alone.messages()).cart("acct-a") == {"cola-330": 2}
+
+
 def test_crossing_arms(store: Store) -> None:
     sc = two_shoppers(store, (2.4, 7.1), (3.2, 7.1))
     # A reaches across into B's lane (cola-440) while B reaches into A's lane (cola-330).
