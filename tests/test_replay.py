@@ -47,3 +47,43 @@ def test_two_replays_give_identical_receipts(tmp_path: Path) -> None:
     assert score.lines.f1 == 1.0, score.summary()
     replay = json.loads((tmp_path / "a" / "replay.json").read_text())
     assert replay["exit_codes"] == {"edge-2": 0, "edge-1": 0, "fusion": 0, "billing": 0}
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            out.append(int(proc.name))
+    return out
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="the shipped detector models/walkout-det.onnx")
+def test_a_terminated_replay_stops_the_services_it_started(tmp_path: Path) -> None:
+    """A SIGTERM to ``walkout replay`` (a CI timeout, a supervisor) must not leave its edge,
+    fusion and billing processes running: they sit in sessions of their own."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rec, run = tmp_path / "rec", tmp_path / "run"
+    args = ["--config", str(CONFIG), "--scenario", "single", "--seed", "12", "--duration", "20"]
+    assert main(["sim", "record", *args, "--out", str(rec)]) == 0
+    cmd = [sys.executable, "-m", "walkout.cli", "replay", str(rec), "--config", str(CONFIG)]
+    proc = subprocess.Popen([*cmd, "--out", str(run)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(_processes_mentioning(str(run))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the replay itself and its four services
+    assert len(_processes_mentioning(str(run))) >= 5, "the services did not start"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 20
+    while _processes_mentioning(str(run)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_mentioning(str(run)) == []

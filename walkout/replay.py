@@ -376,7 +376,14 @@ def export_run(out: Path, store: Store, evidence: str = "fused") -> int:
     return len(receipts)
 
 
+def _terminated(signum: int, _frame: Any) -> None:
+    # Unwinds through replay()'s cleanup, which stops the services it started (they run in
+    # sessions of their own, so a SIGTERM to this process alone would leave them running).
+    raise SystemExit(128 + signum)
+
+
 def _replay(args: argparse.Namespace) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         result = replay(
             Path(args.recording),
@@ -392,6 +399,8 @@ def _replay(args: argparse.Namespace) -> int:
     except (ReplayError, RecordingError, ConfigError) as exc:
         print(f"replay failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(
         f"replayed {result.store_s:.1f} s of store time in {result.wall_s:.1f} s "
         f"({result.speed:.2f}x real time); {result.receipts} receipts in {result.run}"
