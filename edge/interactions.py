@@ -198,11 +198,8 @@ class ShelfInteractions:
         self._rest: tuple[F32, I64] = (no_boxes, np.zeros(0, np.int64))
         self._hand_ids = np.zeros(0, np.int64)
         self._hand_pts = np.zeros((0, 2), np.float32)
-        self._ts_ns = 0
-        # hands not seen in the latest frame: track id -> (last box, when last seen)
+        # hands that vanished mid-shelf: track id -> (last box, first frame time it was missing)
         self._unseen_hands: dict[int, tuple[F32, int]] = {}
-        self._last_hand_ids = np.zeros(0, np.int64)
-        self._last_hand_boxes = no_boxes
         self._next_hand_id = 1
 
     # ------------------------------------------------------------ per frame
@@ -224,8 +221,9 @@ class ShelfInteractions:
         for lane in self.lanes:
             lane.blind = True
 
-    def view(self, dets: Detections) -> FrameView:
+    def view(self, dets: Detections, ts_ns: int) -> FrameView:
         r = self.regions
+        prev_hands, prev_ids = self._prev[2], self._hand_ids
         n_lanes, n_skus = len(r), len(self.sku_classes)
         cls = dets.class_id.astype(np.int64)
         col = np.where((cls >= 0) & (cls < len(self._col_of_class)), cls, 0)
@@ -274,7 +272,7 @@ class ShelfInteractions:
 
         hand_id = self._track_hands(hand_c, hand_size)
         occluders = [dets.xyxy[cls == self.person_class]] if self.person_class >= 0 else []
-        arms = self._remember_hands(hands, hand_id)
+        arms = self._remember_hands(hands, hand_id, prev_hands, prev_ids, ts_ns)
         if len(arms):
             w = arms[:, 2] - arms[:, 0]
             corridor = arms.copy()
@@ -351,20 +349,20 @@ class ShelfInteractions:
             best_err[better] = e_move_min[better]
         return held_by, moving
 
-    def _remember_hands(self, hands: F32, ids: I64) -> F32:
+    def _remember_hands(
+        self, hands: F32, ids: I64, prev_hands: F32, prev_ids: I64, now: int
+    ) -> F32:
         """This frame's hand boxes plus the last boxes of hands that vanished mid-shelf within
         ``hand_memory_s`` (a hand last seen at the bottom edge has left and is forgotten)."""
         memory_ns = self.s.hand_memory_s * 1e9
-        now = self._ts_ns
         unseen = self._unseen_hands
         for hid in ids.tolist():
             unseen.pop(int(hid), None)
-        for hid, box in zip(self._last_hand_ids.tolist(), self._last_hand_boxes, strict=True):
+        for hid, box in zip(prev_ids.tolist(), prev_hands, strict=True):
             if hid not in ids and box[3] < self.regions.height * 0.95:
-                unseen[int(hid)] = (box, now)
-        for hid in [h for h, (_, seen) in unseen.items() if now - seen > memory_ns]:
+                unseen[int(hid)] = (box, now)  # missing since this frame
+        for hid in [h for h, (_, gone) in unseen.items() if now - gone > memory_ns]:
             del unseen[hid]
-        self._last_hand_ids, self._last_hand_boxes = ids.copy(), hands.copy()
         if not unseen:
             return hands
         ghosts = np.stack([box for box, _ in unseen.values()]).astype(np.float32)
@@ -400,8 +398,7 @@ class ShelfInteractions:
         motion gate saw nothing move and no interaction was open)."""
         if dets is None:
             return self._timeouts(ts_ns)
-        self._ts_ns = ts_ns
-        v = self.view(dets)
+        v = self.view(dets, ts_ns)
         out: list[ShelfInteraction] = []
         for lane in self.lanes:
             i = lane.index
