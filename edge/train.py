@@ -120,7 +120,9 @@ def _has_training_stack() -> bool:
 def dataset_dir(args: argparse.Namespace) -> Path:
     if args.data:
         return Path(args.data)
-    name = f"sim-s{args.seed}-n{args.images}-v{args.val_images}"
+    from sim.dataset import GENERATOR_VERSION
+
+    name = f"sim-g{GENERATOR_VERSION}-s{args.seed}-n{args.images}-v{args.val_images}"
     return Path(args.datasets_dir) / name
 
 

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from sim.canvas import Canvas
 from sim.effects import Lighting, add_noise, apply_lighting, jpeg, motion_blur
+from sim.floorplan import facing_shelf, stand_point
 from sim.overhead import FloorView, PersonLook, PersonPose, draw_person
 from sim.shelf import (
     ArmPose,
@@ -35,7 +36,10 @@ from walkout.config import Store
 U8 = npt.NDArray[np.uint8]
 VAL_SEED_OFFSET = 1000
 MIN_VISIBLE = 0.18  # share of a unit's area that must show for it to get a box
-OVERHEAD_SHARE = 0.15
+OVERHEAD_SHARE = 0.25
+# Bumped whenever what the generator draws changes, so a dataset folder rendered by an older
+# generator is not reused for training (its name carries this number).
+GENERATOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -186,8 +190,70 @@ def render_shelf_sample(store: Store, rng: np.random.Generator) -> tuple[U8, lis
     return _finish(cv.img, rng), labels
 
 
+def _in_view(view: FloorView, xy: tuple[float, float], margin: float = 0.05) -> bool:
+    u, v = view.to_px([xy])[0]
+    w, h = view.size
+    return -margin * w <= u <= (1 + margin) * w and -margin * h <= v <= (1 + margin) * h
+
+
+def _overhead_poses(store: Store, view: FloorView, rng: np.random.Generator) -> list[PersonPose]:
+    """People as the overhead cameras see them in a store, not only scattered on the floor:
+    walking anywhere, standing at a shelf reaching into a lane (their own or, arms crossed, the
+    neighbour's), side by side with another shopper at the same shelf, and face to face handing
+    something over. A detector trained on scattered people alone misses the shoppers that
+    matter most, the ones at a shelf with an arm in it."""
+    w, h = view.size
+    lanes = [lid for lid in store.lanes if _in_view(view, stand_point(store, lid))]
+    poses: list[PersonPose] = []
+    for _ in range(int(rng.integers(1, 7))):
+        mode = rng.random()
+        if lanes and mode < 0.5:  # at a shelf, maybe with a neighbour
+            lid = lanes[int(rng.integers(len(lanes)))]
+            lane = store.lanes[lid]
+            row = sorted(
+                (x for x in store.lanes.values() if x.gondola == lane.gondola),
+                key=lambda x: x.column,
+            )
+            near = [x.id for x in row if 0 < abs(x.column - lane.column) <= 2]
+            heading = facing_shelf(store, lid) + float(rng.normal(0, 0.15))
+            xy = stand_point(store, lid, float(rng.uniform(-0.25, 0.25)))
+            target = lid if not near or rng.random() < 0.6 else near[int(rng.integers(len(near)))]
+            reach = store.lane_front_xy_m(target) if rng.random() < 0.8 else None
+            poses.append(PersonPose(xy, heading, reach, 0.0))
+            if near and rng.random() < 0.5:
+                other = near[int(rng.integers(len(near)))]
+                crossing = rng.random() < 0.5
+                reach2 = store.lane_front_xy_m(lid if crossing else other)
+                poses.append(
+                    PersonPose(
+                        stand_point(store, other, float(rng.uniform(-0.15, 0.15))),
+                        facing_shelf(store, other) + float(rng.normal(0, 0.15)),
+                        reach2 if rng.random() < 0.85 else None,
+                        0.0,
+                    )
+                )
+        elif mode < 0.6:  # two shoppers face to face, one handing something over
+            u, v = float(rng.uniform(0.1, 0.9) * w), float(rng.uniform(0.1, 0.9) * h)
+            a = view.to_floor((u, v))
+            ang = float(rng.uniform(0, 2 * math.pi))
+            gap = float(rng.uniform(0.45, 0.8))
+            b = (a[0] + gap * math.cos(ang), a[1] + gap * math.sin(ang))
+            poses.append(PersonPose(a, ang, b, 0.0))
+            poses.append(PersonPose(b, ang + math.pi, a if rng.random() < 0.3 else None, 0.0))
+        else:  # walking or standing anywhere
+            u, v = float(rng.uniform(0.05, 0.95) * w), float(rng.uniform(0.05, 0.95) * h)
+            xy = view.to_floor((u, v))
+            heading = float(rng.uniform(0, 2 * math.pi))
+            reach = None
+            if rng.random() < 0.3:
+                a = heading + float(rng.uniform(-0.5, 0.5))
+                reach = (xy[0] + 0.6 * math.cos(a), xy[1] + 0.6 * math.sin(a))
+            poses.append(PersonPose(xy, heading, reach, float(rng.uniform(-1, 1))))
+    return poses[:8]
+
+
 def render_overhead_sample(store: Store, rng: np.random.Generator) -> tuple[U8, list[Label]]:
-    """A random overhead image with one to eight people."""
+    """A random overhead image with one to eight people (see :func:`_overhead_poses`)."""
     person_cls = class_names(store).index("person")
     n_items = len(store.cfg.products)
     cams = [c for c in store.cfg.cameras if c.kind == "overhead" and c.homography is not None]
@@ -195,16 +261,7 @@ def render_overhead_sample(store: Store, rng: np.random.Generator) -> tuple[U8, 
     view = FloorView(cam, store)
     cv = Canvas(view.draw_floor(seed=int(rng.integers(1 << 30))), track_ids=True)
     ids = _Ids()
-    w, h = view.size
-    for _ in range(int(rng.integers(1, 9))):
-        u, v = float(rng.uniform(0.05, 0.95) * w), float(rng.uniform(0.05, 0.95) * h)
-        xy = view.to_floor((u, v))
-        heading = float(rng.uniform(0, 2 * math.pi))
-        reach = None
-        if rng.random() < 0.3:
-            a = heading + float(rng.uniform(-0.5, 0.5))
-            reach = (xy[0] + 0.6 * math.cos(a), xy[1] + 0.6 * math.sin(a))
-        pose = PersonPose(xy, heading, reach, float(rng.uniform(-1, 1)))
+    for pose in _overhead_poses(store, view, rng):
         draw_person(cv, view, PersonLook.random(rng), pose, ids.new(person_cls))
     labels = _labels(cv, ids, n_items)
     return _finish(cv.img, rng), labels

@@ -40,7 +40,7 @@ def test_options_round_trip_through_argv() -> None:
 
 
 def test_default_dataset_folder_names_its_seed_and_size() -> None:
-    assert train.dataset_dir(parse()) == Path("datasets/sim-s1-n2000-v400")
+    assert train.dataset_dir(parse()) == Path("datasets/sim-g2-s1-n2000-v400")
     assert train.dataset_dir(parse("--data", "x/y")) == Path("x/y")
 
 

@@ -10,8 +10,15 @@ import cv2
 import numpy as np
 import pytest
 
-from sim.dataset import class_names, lookalike_pairs, write_dataset
-from sim.floorplan import along_of_point, lane_column_along
+from sim.dataset import (
+    _overhead_poses,
+    class_names,
+    lookalike_pairs,
+    render_overhead_sample,
+    write_dataset,
+)
+from sim.floorplan import along_of_point, lane_column_along, stand_point
+from sim.overhead import FloorView
 from sim.record import build_truth, record
 from sim.render import ShelfCameraRenderer
 from sim.scenario import FAMILIES, Scenario, ScenarioError, plan
@@ -242,6 +249,37 @@ def test_dataset_export(store: Store, tmp_path: Path) -> None:
     b = cv2.imread(str(val[0]))
     assert a.shape == (360, 640, 3) and not np.array_equal(a, b)
     assert (tmp_path / "contact_sheet_train.png").exists()
+
+
+def test_overhead_samples_have_shoppers_at_shelves_and_in_pairs(store: Store) -> None:
+    """The overhead training images show what replays show: shoppers standing at a shelf with
+    an arm in a lane (theirs or the neighbour's), side by side, and face to face, each with a
+    person box."""
+    rng = np.random.Generator(np.random.PCG64(3))
+    cams = [c for c in store.cfg.cameras if c.kind == "overhead"]
+    view = FloorView(cams[0], store)
+    fronts = {lid: np.array(store.lane_front_xy_m(lid)) for lid in store.lanes}
+    stands = np.array([stand_point(store, lid) for lid in store.lanes])
+    at_shelf = into_lane = pairs = 0
+    for _ in range(40):
+        poses = _overhead_poses(store, view, rng)
+        assert 1 <= len(poses) <= 8
+        xy = np.array([p.xy_m for p in poses])
+        for p in poses:
+            if np.min(np.hypot(*(stands - np.array(p.xy_m)).T)) < 0.3:
+                at_shelf += 1
+                if p.reach_xy_m is not None and any(
+                    np.allclose(p.reach_xy_m, f) for f in fronts.values()
+                ):
+                    into_lane += 1
+        d = np.hypot(*(xy[:, None] - xy[None]).transpose(2, 0, 1))
+        pairs += int(((d > 0) & (d < 0.9)).sum()) // 2
+    assert at_shelf >= 20 and into_lane >= 0.6 * at_shelf and pairs >= 10
+    names = class_names(store)
+    for _ in range(10):
+        img, labels = render_overhead_sample(store, rng)
+        assert img.shape[:2] == (cams[0].resolution[1], cams[0].resolution[0])
+        assert labels and all(names[lb.cls] == "person" for lb in labels)
 
 
 def test_gates_one_scan_per_visit_one_exit_per_person(store: Store) -> None:
