@@ -273,8 +273,9 @@ def train(args: argparse.Namespace, data: Path, run_dir: Path, device: str) -> d
     }
 
 
-def weights_provenance(weights: Path) -> dict[str, Any]:
-    """What an ultralytics checkpoint says about the run that made it."""
+def weights_provenance(weights: Path, depth: int = 0) -> dict[str, Any]:
+    """What an ultralytics checkpoint says about the run that made it, and, when that run
+    fine-tuned another local checkpoint, about that one (``fine_tuned_from``), and so on."""
     import torch
 
     ckpt = torch.load(str(weights), map_location="cpu", weights_only=False)
@@ -292,7 +293,17 @@ def weights_provenance(weights: Path) -> dict[str, Any]:
         "seed": targs.get("seed"),
         "device": targs.get("device"),
         "date": ckpt.get("date"),
+        "data": _relative(targs.get("data")),
+        "run_dir": _relative(
+            targs.get("save_dir")
+            or (Path(targs["project"]) / targs["name"] if targs.get("project") else None)
+        ),
+        "warmup_epochs": targs.get("warmup_epochs"),
+        "close_mosaic": targs.get("close_mosaic"),
     }
+    parent = Path(str(targs.get("model") or ""))
+    if parent.suffix == ".pt" and parent.is_file() and depth < 8:
+        facts["fine_tuned_from"] = weights_provenance(parent, depth + 1)
     epoch = ckpt.get("epoch", -1)
     rows = _results_rows(weights.parent.parent / "results.csv")
     if isinstance(epoch, int) and epoch >= 0:
@@ -302,6 +313,51 @@ def weights_provenance(weights: Path) -> dict[str, Any]:
     if rows:
         facts["last_epoch"] = rows[-1]
     return facts
+
+
+def _relative(path: object) -> str | None:
+    """A path from a checkpoint as the reproduce commands write it (relative to here)."""
+    if not path:
+        return None
+    p = Path(str(path))
+    if p.name == "data.yaml":
+        p = p.parent
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def _generator() -> int:
+    from sim.dataset import GENERATOR_VERSION
+
+    return GENERATOR_VERSION
+
+
+def provenance_chain(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs behind a model, the first (trained from a yaml) first, this one last."""
+    chain = [training]
+    while isinstance(chain[-1].get("fine_tuned_from"), dict) and len(chain) < 10:
+        chain.append(chain[-1]["fine_tuned_from"])
+    return chain[::-1]
+
+
+def run_command(run: dict[str, Any]) -> str:
+    """The ``walkout train`` command of an earlier run, from its checkpoint's arguments."""
+    parts = ["walkout train"]
+    for flag, key in (
+        ("--data", "data"),
+        ("--model", "model"),
+        ("--imgsz", "imgsz"),
+        ("--time-h", "time_budget_h"),
+        ("--lr0", "lr0"),
+        ("--warmup-epochs", "warmup_epochs"),
+        ("--close-mosaic", "close_mosaic"),
+        ("--run-dir", "run_dir"),
+    ):
+        if run.get(key) is not None:
+            parts += [flag, str(run[key])]
+    return " ".join(parts)
 
 
 def _results_rows(path: Path) -> list[dict[str, float]]:
@@ -641,8 +697,7 @@ def run(args: argparse.Namespace, data: Path) -> int:
     card = {
         "model": out.name,
         "task": "detect",
-        "architecture": (training.get("fine_tuned_from") or {}).get("model")
-        or Path(args.model).name,
+        "architecture": Path(str(provenance_chain(training)[0].get("model") or args.model)).name,
         "input_size": [args.imgsz, args.imgsz],
         "input": "dynamic batch, height and width; trained and exported at imgsz",
         "classes": names,
@@ -702,11 +757,12 @@ def render_card(card: dict[str, Any]) -> str:
     command = card.get("command", card["reproduce"])
     exported = f" (these files: `{command}`)" if command != card["reproduce"] else ""
     fp32 = card["variants"]["fp32"]["metrics"]
+    earlier = provenance_chain(t)[:-1]
+    runs = f" in {len(earlier) + 1} runs (each fine-tunes the one before)" if earlier else ""
     lines = [
         f"# {card['model']}: the walkout detector",
         "",
-        f"{card['architecture']} trained from scratch on the simulator's images"
-        f"{' in two runs (the second fine-tunes the first)' if t.get('fine_tuned_from') else ''}; "
+        f"{card['architecture']} trained from scratch on the simulator's images{runs}; "
         f"input {card['input_size'][0]}x{card['input_size'][1]} ({card['input']}).",
         f"Classes ({len(card['classes'])}): every SKU of the demo store, then hand, person.",
         "",
@@ -720,22 +776,22 @@ def render_card(card: dict[str, Any]) -> str:
         f"{t.get('time_budget_h', '?')} h, patience {t.get('patience', '?')}), batch "
         f"{t.get('batch', '?')}, device {t.get('device', '?')}, wall {t.get('wall_s', '?')} s",
         *(
+            f"- run {i + 1}: {r.get('epochs_run', '?')} epochs from `{r.get('model')}` on "
+            f"`{r.get('data')}` (lr0 {r.get('lr0')}, time budget {r.get('time_budget_h')} h): "
+            f"`{run_command(r)}`"
+            for i, r in enumerate(earlier)
+        ),
+        *(
             [
-                f"- fine-tuned from `{t['fine_tuned_from']['weights']}`, itself trained "
-                f"{t['fine_tuned_from'].get('epochs_run', '?')} epochs from "
-                f"`{t['fine_tuned_from'].get('model')}` (lr0 {t['fine_tuned_from'].get('lr0')}, "
-                f"time budget {t['fine_tuned_from'].get('time_budget_h')} h)"
+                "- the earlier runs' datasets were rendered by an earlier simulator (another "
+                "generator version): rendered again today they differ, so those runs "
+                "reproduce in kind, not bit for bit"
             ]
-            if t.get("fine_tuned_from")
+            if any(f"sim-g{_generator()}-" not in str(r.get("data")) for r in earlier)
             else []
         ),
-        (
-            f"- reproduce: `walkout train --time-h {t['fine_tuned_from'].get('time_budget_h')}` "
-            f"(its weights land in `runs/train/walkout-det/weights/`), then "
-            f"`{card['reproduce']}`{exported}"
-            if t.get("fine_tuned_from")
-            else f"- reproduce: `{card['reproduce']}`{exported}"
-        ),
+        f"- reproduce: {' then '.join(f'`{run_command(r)}`' for r in earlier)}"
+        f"{' then ' if earlier else ''}`{card['reproduce']}`{exported}",
         "",
         "## Accuracy on the held-out split",
         "",

@@ -38,7 +38,9 @@ VAL_SEED_OFFSET = 1000
 MIN_VISIBLE = 0.18  # share of a unit's area that must show for it to get a box
 OVERHEAD_SHARE = 0.25
 # Bumped whenever what the generator draws changes, so a dataset folder rendered by an older
-# generator is not reused for training (its name carries this number).
+# generator is not reused for training (its name carries this number). Older versions are not
+# kept: the renderers themselves change between versions, so they could not be re-rendered
+# exactly anyway. 2: overhead images with shoppers at shelves, side by side, face to face.
 GENERATOR_VERSION = 2
 
 
@@ -193,7 +195,7 @@ def render_shelf_sample(store: Store, rng: np.random.Generator) -> tuple[U8, lis
 def _in_view(view: FloorView, xy: tuple[float, float], margin: float = 0.05) -> bool:
     u, v = view.to_px([xy])[0]
     w, h = view.size
-    return -margin * w <= u <= (1 + margin) * w and -margin * h <= v <= (1 + margin) * h
+    return bool(-margin * w <= u <= (1 + margin) * w and -margin * h <= v <= (1 + margin) * h)
 
 
 def _overhead_poses(store: Store, view: FloorView, rng: np.random.Generator) -> list[PersonPose]:
@@ -234,12 +236,13 @@ def _overhead_poses(store: Store, view: FloorView, rng: np.random.Generator) -> 
                 )
         elif mode < 0.6:  # two shoppers face to face, one handing something over
             u, v = float(rng.uniform(0.1, 0.9) * w), float(rng.uniform(0.1, 0.9) * h)
-            a = view.to_floor((u, v))
+            giver = view.to_floor((u, v))
             ang = float(rng.uniform(0, 2 * math.pi))
             gap = float(rng.uniform(0.45, 0.8))
-            b = (a[0] + gap * math.cos(ang), a[1] + gap * math.sin(ang))
-            poses.append(PersonPose(a, ang, b, 0.0))
-            poses.append(PersonPose(b, ang + math.pi, a if rng.random() < 0.3 else None, 0.0))
+            taker = (giver[0] + gap * math.cos(ang), giver[1] + gap * math.sin(ang))
+            poses.append(PersonPose(giver, ang, taker, 0.0))
+            back = giver if rng.random() < 0.3 else None
+            poses.append(PersonPose(taker, ang + math.pi, back, 0.0))
         else:  # walking or standing anywhere
             u, v = float(rng.uniform(0.05, 0.95) * w), float(rng.uniform(0.05, 0.95) * h)
             xy = view.to_floor((u, v))

@@ -170,6 +170,24 @@ def test_model_card_renders_every_variant_and_the_lookalikes() -> None:
     assert "- cola-330 / cola-440: AP50 0.95 / 0.95" in md
     assert "precision 0.97, recall 0.93" in md
     assert "reproduce: `walkout train`" in md
+    # a model fine-tuned twice lists every run and reproduces them in order
+    first = {"model": "yolo11n.yaml", "data": "datasets/sim-s1-n2000-v400", "lr0": 0.002,
+             "time_budget_h": 1.0, "epochs_run": 9, "run_dir": "runs/train/a"}  # fmt: skip
+    second = {"model": "runs/train/a/weights/best.pt", "data": "datasets/sim-s1-n2000-v400",
+              "lr0": 0.001, "epochs_run": 15, "run_dir": "runs/train/b",
+              "fine_tuned_from": first}  # fmt: skip
+    card["training"] = {**card["training"], "fine_tuned_from": second}
+    md = train.render_card(card)
+    assert "in 3 runs" in md
+    assert "- run 1: 9 epochs from `yolo11n.yaml`" in md
+    assert "- run 2: 15 epochs from `runs/train/a/weights/best.pt`" in md
+    assert (
+        "reproduce: `walkout train --data datasets/sim-s1-n2000-v400 --model yolo11n.yaml "
+        "--time-h 1.0 --lr0 0.002 --run-dir runs/train/a` then `walkout train --data "
+        "datasets/sim-s1-n2000-v400 --model runs/train/a/weights/best.pt --lr0 0.001 "
+        "--run-dir runs/train/b` then `walkout train`" in md
+    )
+    assert "reproduce in kind, not bit for bit" in md  # rendered by an earlier generator
 
 
 def test_edge_detector_check_counts_hits_misses_and_lookalike_confusion(tmp_path: Path) -> None:
