@@ -120,9 +120,7 @@ def _has_training_stack() -> bool:
 def dataset_dir(args: argparse.Namespace) -> Path:
     if args.data:
         return Path(args.data)
-    from sim.dataset import GENERATOR_VERSION
-
-    name = f"sim-g{GENERATOR_VERSION}-s{args.seed}-n{args.images}-v{args.val_images}"
+    name = f"sim-g{_generator()}-s{args.seed}-n{args.images}-v{args.val_images}"
     return Path(args.datasets_dir) / name
 
 
@@ -329,6 +327,7 @@ def _relative(path: object) -> str | None:
 
 
 def _generator() -> int:
+    """The simulator's dataset generator version (imported late: it pulls in the renderers)."""
     from sim.dataset import GENERATOR_VERSION
 
     return GENERATOR_VERSION
@@ -777,8 +776,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"{t.get('batch', '?')}, device {t.get('device', '?')}, wall {t.get('wall_s', '?')} s",
         *(
             f"- run {i + 1}: {r.get('epochs_run', '?')} epochs from `{r.get('model')}` on "
-            f"`{r.get('data')}` (lr0 {r.get('lr0')}, time budget {r.get('time_budget_h')} h): "
-            f"`{run_command(r)}`"
+            f"`{r.get('data')}` (lr0 {r.get('lr0')}, time budget {r.get('time_budget_h')} h)"
             for i, r in enumerate(earlier)
         ),
         *(
