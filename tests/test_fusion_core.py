@@ -43,6 +43,15 @@ def two_shoppers(store: Store, a_xy: tuple[float, float], b_xy: tuple[float, flo
     return sc
 
 
+def two_hands_two_cans(sc: Scenario, x1: float, x2: float) -> Scenario:
+    """Two hands take a can each from G1-L00 0.2 s apart, leaving at x1 and x2; one plate
+    step of two cans."""
+    sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(x1, 7.35))
+    sc.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(x2, 7.35))
+    sc.weight(8.1, "G1-L00", -690.0)
+    return sc
+
+
 def test_same_lane_same_moment_two_shoppers(store: Store) -> None:
     sc = two_shoppers(store, (2.2, 7.1), (2.6, 7.1))
     sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.3, 7.35))
@@ -60,10 +69,7 @@ def test_two_shoppers_too_close_to_tell_apart_each_taking_one_need_no_review(
     """Shoulder to shoulder at one lane, one can each: which hand was whose is unclear, but
     either way each cart gets one can, so nothing is flagged. With a third shopper as close,
     one of the cans could be hers: then it is."""
-    sc = two_shoppers(store, (2.35, 7.1), (2.45, 7.1))
-    sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.38, 7.35))
-    sc.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.42, 7.35))
-    sc.weight(8.1, "G1-L00", -690.0)
+    sc = two_hands_two_cans(two_shoppers(store, (2.35, 7.1), (2.45, 7.1)), 2.38, 2.42)
     r = run(store, sc.messages())
     assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {"cola-330": 1}
     assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
@@ -80,19 +86,14 @@ def test_two_hands_at_once_nearer_one_shopper_are_shared_with_the_close_other(
     """Both hands in the lane at the same time leave nearer to A, but B stands as close as
     the ambiguity margin: one shopper rarely takes from one lane with both hands at once, so
     one can each. A shopper alone takes both with two hands."""
-    sc = two_shoppers(store, (2.3, 7.1), (2.5, 7.1))
-    sc.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.3, 7.35))
-    sc.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.32, 7.35))
-    sc.weight(8.1, "G1-L00", -690.0)
+    sc = two_hands_two_cans(two_shoppers(store, (2.3, 7.1), (2.5, 7.1)), 2.3, 2.32)
     r = run(store, sc.messages())
     assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {"cola-330": 1}
     alone = Scenario(store)
     alone.shopper(1, 0.0, 24.0, (4.0, 2.3, 7.1), (14.0, 2.3, 7.1))
     alone.entry(0.0, "acct-a")
     alone.exit(24.0)
-    alone.vision(8.0, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.3, 7.35))
-    alone.vision(8.2, "G1-L00", [("cola-330", -1, 0.95)], exit_xy=(2.32, 7.35))
-    alone.weight(8.1, "G1-L00", -690.0)
+    two_hands_two_cans(alone, 2.3, 2.32)
     assert run(store, alone.messages()).cart("acct-a") == {"cola-330": 2}
 
 
