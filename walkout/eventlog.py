@@ -24,7 +24,7 @@ class Sink(Protocol):
         """Last durable seq of every (source_id, boot_id) stream."""
         ...
 
-    def append(self, runs: Sequence[tuple[Sequence[AnyMessage], bytes]]) -> list[int]:
+    def append(self, runs: Sequence[tuple[Sequence[AnyMessage], bytes | memoryview]]) -> list[int]:
         """Make runs and the advanced cursors durable in one transaction; return positions.
 
         A run is consecutive messages of one stream and their batch frame (a msgpack array).
@@ -62,7 +62,7 @@ class SqliteLog:
             rows = self._conn.execute("SELECT source_id, boot_id, seq FROM cursors").fetchall()
         return {(s, b): int(q) for s, b, q in rows}
 
-    def append(self, runs: Sequence[tuple[Sequence[AnyMessage], bytes]]) -> list[int]:
+    def append(self, runs: Sequence[tuple[Sequence[AnyMessage], bytes | memoryview]]) -> list[int]:
         if not runs:
             return []
         received = time.time_ns()

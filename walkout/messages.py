@@ -213,7 +213,7 @@ def encode_many(msgs: list[AnyMessage]) -> bytes:
     return b"".join([enc(m) for m in msgs])
 
 
-def _explain(data: bytes, exc: Exception) -> WireError:
+def _explain(data: bytes | memoryview, exc: Exception) -> WireError:
     try:
         head = _peek_decoder.decode(data)
     except msgspec.DecodeError:
@@ -233,7 +233,7 @@ def _explain(data: bytes, exc: Exception) -> WireError:
     return MalformedMessage(f"invalid {kind or 'message'}: {exc}")
 
 
-def decode(data: bytes) -> AnyMessage:
+def decode(data: bytes | memoryview) -> AnyMessage:
     """Decode one message; raises a :class:`WireError` subclass that says why it was refused."""
     try:
         msg: AnyMessage = _decoder.decode(data)
@@ -256,7 +256,7 @@ def encode_batch(payloads: list[bytes]) -> bytes:
     return array_header(len(payloads)) + b"".join(payloads)
 
 
-def split_batch(data: bytes) -> list[bytes]:
+def split_batch(data: bytes | memoryview) -> list[bytes]:
     """The encoded messages of a batch frame, without decoding them."""
     try:
         return [bytes(r) for r in _raw_batch_decoder.decode(data)]
@@ -264,7 +264,7 @@ def split_batch(data: bytes) -> list[bytes]:
         raise MalformedMessage(f"invalid batch frame ({len(data)} bytes): {exc}") from None
 
 
-def decode_batch(data: bytes) -> list[AnyMessage]:
+def decode_batch(data: bytes | memoryview) -> list[AnyMessage]:
     """Decode a batch frame; one bad message refuses the whole frame (the sender resends)."""
     try:
         msgs = _batch_decoder.decode(data)
