@@ -169,6 +169,8 @@ class FusionCore:
         self._open: dict[str, Session] = {}  # sessions not closed yet
         self._recently_closed: deque[Session] = deque()  # closed within the track history
         self.bound: dict[TrackKey, str] = {}  # live bindings only
+        # Tracks that found no session when they appeared: (key, first time, first position).
+        self._orphans: list[tuple[TrackKey, int, Point]] = []
         self.pending: dict[str, list[_Pending]] = {}
         self.seen_evidence: set[str] = set()
         self.seen_gates: set[tuple[str, str, int]] = set()
@@ -357,6 +359,8 @@ class FusionCore:
             key = (cam, t.track_id)
             if self.tracks.update(key, ts, t) and key not in self.bound:
                 self._bind_new_track(key, ts, (t.x_m, t.y_m))
+        if self._orphans:
+            self._relink_orphans(ts)
 
     def _bind(self, s: Session, key: TrackKey, ts: int) -> None:
         s.bindings[key] = [ts, None]
@@ -394,9 +398,46 @@ class FusionCore:
                     best = (d, s.session_id)
         if best is None:
             self.stats.unbound_tracks += 1
+            # The tracker may have started this track while the shopper's old one was still
+            # fresh (an id switch: the old one just stops): look again once it is lost.
+            self._orphans.append((key, ts, xy))
             return
         self.stats.relinked_tracks += 1
         self._bind(self.sessions[best[1]], key, ts)
+
+    def _relink_orphans(self, now: int) -> None:
+        """Bind an unbound track to the session whose bound track stopped as it started.
+
+        A track that appeared next to a session's live track was left unbound; once that
+        track has been lost for ``lost_after`` (it ended within ``lost_after`` of the new one's
+        start) and the new one started within the relink radius of where it was, the new one
+        is the same shopper under a new id, bound from its first sample on.
+        """
+        p = self.p
+        keep: list[tuple[TrackKey, int, Point]] = []
+        for key, first, xy in self._orphans:
+            if key in self.bound or now - first > p.relink_window_ns:
+                continue
+            best: tuple[float, str] | None = None
+            for s in self._open_sorted():
+                if s.exited or self._seen_on(s, key[0], now) >= s.group_size:
+                    continue
+                for other, (_, until) in s.bindings.items():
+                    track = self.tracks.by_key.get(other)
+                    if track is None or other == key or until is not None:
+                        continue
+                    last = track.last_ts_ns
+                    if now - last < p.lost_after_ns or abs(last - first) > p.lost_after_ns:
+                        continue
+                    d = distance(track.last_xy_m, xy)
+                    if d <= p.relink_radius_m and (best is None or (d, s.session_id) < best):
+                        best = (d, s.session_id)
+            if best is None:
+                keep.append((key, first, xy))
+                continue
+            self.stats.relinked_tracks += 1
+            self._bind(self.sessions[best[1]], key, first)
+        self._orphans = keep
 
     def _seen_on(self, s: Session, camera: str, ts: int) -> int:
         """How many of the session's bound tracks on this camera are live at ``ts``."""

@@ -181,8 +181,11 @@ def test_look_alikes_told_apart_by_weight(store: Store) -> None:
         # The overhead tracker drops A's track and starts a new one next to it two frames
         # later (7.5 Hz, as the edge infers overhead cameras): an id switch.
         (1 / 7.5, (5.0, 2.2, 6.8), (5.2, 2.25, 6.85)),
+        # The new track starts half a metre away a frame before the old one is last reported:
+        # when it appears A's track is still live, so it is bound only once that one is lost.
+        (1 / 7.5, (5.0, 2.2, 6.8), (4.9, 2.5, 7.2)),
     ],
-    ids=["lost-and-found", "id-switch"],
+    ids=["lost-and-found", "id-switch", "id-switch-overlapping"],
 )
 def test_lost_track_is_relinked(
     store: Store, tick_s: float, lost: tuple[float, float, float], found: tuple[float, float, float]
