@@ -35,13 +35,15 @@ from __future__ import annotations
 
 import collections
 import enum
+import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from edge.arms import U8, ArmRoots
 from edge.detections import Detections
 from edge.lanes import LaneRegions
 from walkout.messages import ShelfInteraction, SkuDelta
@@ -64,6 +66,9 @@ class InteractionSettings:
     hold_frames: int = 2  # frames at entry and at exit whose held items count as carried
     confirm_frames: int = 5  # clear frames in a row that confirm a count changed unseen
     exit_reach_lanes: float = 1.0  # the exit position may lie this many lane widths outside
+    root_reach_lanes: float = 3.0  # ... and where the arm came from, this many
+    # Arms whose roots are this many lane widths apart belong to different shoppers.
+    arm_apart_lanes: float = 0.4
     # A hand in a lane for less than this is passing through (on its way to the lane above,
     # or back): taking or putting a unit needs the hand to stop. What it seems to hold then
     # is not evidence of a move; a changed count still is.
@@ -107,6 +112,8 @@ class _Visit:
     # Where the hand was last seen after leaving the lane: it heads back to its shopper, so
     # this side says more about whose hand it was than where it was inside the lane.
     out_x_px: float | None = None
+    # Where its arm entered the image (bottom edge, pixels), in the frames it was in the lane.
+    root_x_px: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -148,6 +155,8 @@ class FrameView:
     hand_moving: npt.NDArray[np.bool_]  # [H] moved since the last frame: ``held`` is known
     hand_id: I64  # [H] track id of each hand within this camera
     held: I64  # [H, S] items each hand holds
+    # [H] where each hand's arm enters the image at its bottom edge (x, pixels; NaN: unknown)
+    root_x_px: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 class ShelfInteractions:
@@ -189,6 +198,8 @@ class ShelfInteractions:
             for i, lane in enumerate(regions.lane_ids)
         ]
         self.touches = 0
+        self.arms = ArmRoots(regions.width, regions.height)
+        self._had_hands = False
         self.emitted = 0
         self.rebaselines = 0
         # item boxes, their SKU columns and hand boxes of the last inferred frame
@@ -392,13 +403,25 @@ class ShelfInteractions:
         return ids
 
     def update(
-        self, frame_index: int, ts_ns: int, dets: Detections | None
+        self, frame_index: int, ts_ns: int, dets: Detections | None, image: U8 | None = None
     ) -> list[ShelfInteraction]:
         """One frame of the camera. ``dets`` is None when the frame was not inferred (the
-        motion gate saw nothing move and no interaction was open)."""
+        motion gate saw nothing move and no interaction was open). With the ``image``, each
+        interaction also says where the arm came from (see :mod:`edge.arms`)."""
         if dets is None:
+            if image is not None and not self.busy:
+                self.arms.learn(image)
             return self._timeouts(ts_ns)
         v = self.view(dets, ts_ns)
+        if image is not None:
+            inside = np.flatnonzero(v.hand_lane >= 0)  # only hands in a lane open visits
+            if len(inside):
+                roots = np.full(len(v.hand_id), np.nan, np.float32)
+                roots[inside] = self.arms.roots(image, v.hand_xy[inside], v.hand_size_px[inside])
+                v = replace(v, root_x_px=roots)
+            elif not self.busy and not self._had_hands:
+                self.arms.learn(image)
+            self._had_hands = bool(len(v.hand_id))
         out: list[ShelfInteraction] = []
         for lane in self.lanes:
             i = lane.index
@@ -457,6 +480,8 @@ class ShelfInteractions:
         visit.out_x_px = None
         visit.hand_xy = (float(v.hand_xy[h, 0]), float(v.hand_xy[h, 1]))
         visit.hand_size_px = float(v.hand_size_px[h])
+        if h < len(v.root_x_px) and np.isfinite(v.root_x_px[h]):
+            visit.root_x_px.append(float(v.root_x_px[h]))
 
     def _note_held(self, visit: _Visit, held: I64, leaving: bool = False) -> None:
         if not leaving and not visit.later_held and len(visit.entry_held) < self.s.hold_frames:
@@ -486,6 +511,59 @@ class ShelfInteractions:
         if visit.out_x_px is None:
             return self.regions.across(lane_index, visit.hand_x_px)
         return self.regions.across(lane_index, visit.out_x_px, reach=self.s.exit_reach_lanes)
+
+    def _split_by_arm(
+        self, lane_index: int, visits: list[_Visit], counted: I64, min_take_ns: float
+    ) -> list[tuple[_Visit, I64]]:
+        """Who changed a count that no hand was seen carrying.
+
+        The hand that stayed longest, unless the hands that stayed long enough to grasp came
+        on arms from clearly different places (two shoppers at one lane, at once) and the
+        count of one SKU moved one way by at least a unit for each of those arms: then each
+        arm's longest hand gets an equal share (the remainder to the arms that stayed
+        longest). Hands on one arm (the detector often sees a forearm as several) count once.
+        """
+
+        def dwell(x: _Visit) -> tuple[int, int]:
+            return (x.end_ts_ns - x.start_ts_ns, -x.hand_id)
+
+        longest = max(visits, key=dwell)
+        skus = np.flatnonzero(counted)
+        units = int(abs(counted[skus[0]])) if len(skus) == 1 else 0
+        grasping = sorted(
+            (
+                (float(np.median(x.root_x_px)), x)
+                for x in visits
+                if x.root_x_px and x.end_ts_ns - x.start_ts_ns >= min_take_ns
+            ),
+            key=lambda t: t[0],
+        )
+        if units < 2 or len(grasping) < 2:
+            return [(longest, counted)]
+        x0, x1 = self.regions.x_spans[lane_index]
+        apart = self.s.arm_apart_lanes * max(x1 - x0, 1.0)
+        arms: list[list[_Visit]] = [[grasping[0][1]]]
+        for (prev, _), (root, x) in itertools.pairwise(grasping):
+            if root - prev > apart:
+                arms.append([])
+            arms[-1].append(x)
+        if len(arms) < 2 or len(arms) > units:
+            return [(longest, counted)]
+        reps = sorted((max(a, key=dwell) for a in arms), key=dwell, reverse=True)
+        sign = int(np.sign(counted[skus[0]]))
+        out = []
+        for k, x in enumerate(reps):
+            share = np.zeros_like(counted)
+            share[skus[0]] = sign * (units // len(reps) + (1 if k < units % len(reps) else 0))
+            out.append((x, share))
+        return out
+
+    def _root_across(self, lane_index: int, visit: _Visit) -> float | None:
+        """Where the visit's arm came from, across the lane (lane widths from its centre)."""
+        if not visit.root_x_px:
+            return None
+        x = float(np.median(visit.root_x_px))
+        return self.regions.across(lane_index, x, reach=self.s.root_reach_lanes)
 
     def _timeouts(self, ts_ns: int) -> list[ShelfInteraction]:
         out = []
@@ -563,14 +641,17 @@ class ShelfInteractions:
         evidence: Sequence[int],
         suffix: str = "",
         hand_id: int | None = None,
+        root_across: float | None = None,
     ) -> ShelfInteraction:
         deltas = tuple(
             SkuDelta(sku=self.sku_names[j], delta=int(delta[j]), confidence=conf)
             for j in np.flatnonzero(delta)
         )
-        exit_xy = None
+        exit_xy = root_xy = None
         if self.floor_xy is not None:
             exit_xy = self.floor_xy(lane.lane_id, across)
+            if root_across is not None:
+                root_xy = self.floor_xy(lane.lane_id, root_across)
         self.emitted += 1
         return ShelfInteraction(
             source_id=self.source_id,
@@ -582,6 +663,7 @@ class ShelfInteractions:
             end_ts_ns=end_ts_ns,
             deltas=deltas,
             exit_xy_m=exit_xy,
+            arm_root_xy_m=root_xy,
             hand_track_id=hand_id,
             confidence=conf,
             evidence_frames=tuple(sorted(set(evidence))),
@@ -619,8 +701,8 @@ class ShelfInteractions:
                         d = np.where(same & (np.abs(counted) > np.abs(d)), counted, d)
                 deltas.append((x, d, conf))
         elif counted is not None and counted.any() and visits:
-            longest = max(visits, key=lambda x: (x.end_ts_ns - x.start_ts_ns, -x.hand_id))
-            deltas.append((longest, counted, 0.6))
+            for x, d in self._split_by_arm(lane.index, visits, counted, min_take_ns):
+                deltas.append((x, d, 0.6))
         out: list[ShelfInteraction] = []
         if lane.blind_before and counted is not None and visits:
             # the lane was not seen between going blind and the first hand: what the count
@@ -663,6 +745,7 @@ class ShelfInteractions:
                     evidence=evidence,
                     suffix=f".{k}" if k else "",
                     hand_id=x.hand_id,
+                    root_across=self._root_across(lane.index, x),
                 )
             )
         if not out:

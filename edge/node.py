@@ -315,7 +315,7 @@ class EdgeNode:
     def _logic(self, f: Frame, cam: _Camera, dets: Detections | None) -> None:
         t = time.perf_counter_ns()
         if cam.shelf is not None:
-            events = cam.shelf.update(f.index, f.ts_ns, dets)
+            events = cam.shelf.update(f.index, f.ts_ns, dets, f.image)
             if events:
                 self.emit(events)
                 self.stats.interactions += len(events)

@@ -150,10 +150,13 @@ class FusionCore:
         params: FusionParams,
         plated_lanes: frozenset[str] = frozenset(),
         lane_plates: Mapping[str, str] | None = None,
+        lane_aisle: Mapping[str, Point] | None = None,
     ):
         self.store_id = store_id
         self.catalog = dict(catalog)
         self.lane_front = dict(lane_front_m)
+        # Per lane: unit vector from its shelf front out into the aisle (where shoppers stand).
+        self.lane_aisle = dict(lane_aisle or {})
         self.stock: dict[str, dict[str, int]] = {k: dict(v) for k, v in lane_stock.items()}
         self.gate_xy = dict(gate_xy_m)
         self.p = params
@@ -206,6 +209,9 @@ class FusionCore:
             params=params or FusionParams.from_store(store),
             plated_lanes=frozenset(lane.id for lane in cfg.lanes if lane.plate),
             lane_plates={lane.id: lane.plate for lane in cfg.lanes if lane.plate},
+            lane_aisle={
+                lane.id: _aisle(store.gondolas[lane.gondola].front_m) for lane in cfg.lanes
+            },
         )
 
     # ------------------------------------------------------------ input
@@ -709,7 +715,7 @@ class FusionCore:
             si = shelf[0].interaction
             assert si is not None
             moved = [x for x in si.deltas if x.delta != 0]
-            assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            assoc = self._associate(front, self._arm(si, front), si.start_ts_ns, si.end_ts_ns)
             ids = (si.interaction_id, *wc_ids)
             # Several SKUs from one hand with a plate reading: the weight and the lane's
             # contents judge which one moved, rather than taking every noisy count as said.
@@ -735,7 +741,7 @@ class FusionCore:
         for x, decisions in zip(shelf, results):
             si = x.interaction
             assert si is not None
-            assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            assoc = self._associate(front, self._arm(si, front), si.start_ts_ns, si.end_ts_ns)
             for d in decisions:
                 self._apply(lane, d, assoc, (si.interaction_id, *wc_ids), si.end_ts_ns)
 
@@ -765,7 +771,7 @@ class FusionCore:
             si = x.interaction
             assert si is not None
             overlap = min(si.end_ts_ns, w_end + slack) - max(si.start_ts_ns, w_start - slack)
-            assoc = self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            assoc = self._associate(front, self._arm(si, front), si.start_ts_ns, si.end_ts_ns)
             hands.append((overlap, si.interaction_id, si, assoc))
         if len(hands) > 1:
             hands.sort(key=lambda h: (-h[0], h[1]))
@@ -869,7 +875,7 @@ class FusionCore:
         False when the interactions belong to different shoppers (decided one by one)."""
         interactions = [x.interaction for x in shelf if x.interaction is not None]
         assocs = [
-            self._associate(front, si.exit_xy_m, si.start_ts_ns, si.end_ts_ns)
+            self._associate(front, self._arm(si, front), si.start_ts_ns, si.end_ts_ns)
             for si in interactions
         ]
         if len({a.session_id if a else None for a in assocs}) != 1:
@@ -897,11 +903,19 @@ class FusionCore:
             return {}
         return self.sessions[assoc.session_id].cart.holdings()
 
+    def _arm(self, si: ShelfInteraction, front: Point) -> tuple[Point, Point] | None:
+        """The line a shopper's body should be near for this hand: from where its arm came
+        from straight out into the aisle (then the distance is how far along the shelf the
+        body stands from it), else from the lane front through the hand's exit point."""
+        aisle = self.lane_aisle.get(si.lane_id)
+        if si.arm_root_xy_m is not None and aisle is not None:
+            return si.arm_root_xy_m, aisle
+        return _arm_metric(front, si.exit_xy_m)
+
     def _associate(
-        self, front: Point, exit_xy: Point | None, start: int, end: int
+        self, front: Point, metric: tuple[Point, Point] | None, start: int, end: int
     ) -> Association | None:
         p = self.p
-        metric = _arm_metric(front, exit_xy)
         slack = p.pair_slack_ns
         found: list[tuple[float, float, str]] = []
         # Shoppers still inside, and those whose cart closed after this event started (a late
@@ -1065,6 +1079,15 @@ def _scaled(deltas: tuple[SkuDelta, ...] | list[SkuDelta], confidence: float) ->
 
 def _probability(a: Association | None) -> float:
     return a.probability if a is not None else 0.0
+
+
+def _aisle(front_m: Sequence[Sequence[float]]) -> Point:
+    """Unit vector out of a gondola into its aisle. The front runs left to right as a shopper
+    facing the shelf sees it, so the aisle is on the right of that direction."""
+    (x0, y0), (x1, y1) = front_m[0], front_m[1]
+    dx, dy = x1 - x0, y1 - y0
+    norm = math.hypot(dx, dy) or 1.0
+    return (dy / norm, -dx / norm)
 
 
 def _arm_metric(front: Point, exit_xy: Point | None) -> tuple[Point, Point] | None:

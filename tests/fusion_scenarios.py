@@ -99,6 +99,7 @@ class Scenario:
         deltas: Sequence[tuple[str, int, float]],
         *,
         exit_xy: tuple[float, float] | None = None,
+        arm_root: tuple[float, float] | None = None,
         dur_s: float = 1.0,
         camera: str = "cam-g1-a",
     ) -> str:
@@ -115,6 +116,7 @@ class Scenario:
                 end_ts_ns=ns(t_s + dur_s),
                 deltas=tuple(SkuDelta(s, d, c) for s, d, c in deltas),
                 exit_xy_m=exit_xy,
+                arm_root_xy_m=arm_root,
             )
         )
         return iid
@@ -146,6 +148,7 @@ class Scenario:
         vision: bool = True,
         weight: bool = True,
         exit_xy: tuple[float, float] | None = None,
+        arm_root: tuple[float, float] | None = None,
         seen_sku: str | None = None,
         confidence: float = 0.95,
         put: bool = False,
@@ -154,7 +157,13 @@ class Scenario:
         sku = sku or self.store.lanes[lane].sku
         sign = 1 if put else -1
         if vision:
-            self.vision(t_s, lane, [(seen_sku or sku, sign * units, confidence)], exit_xy=exit_xy)
+            self.vision(
+                t_s,
+                lane,
+                [(seen_sku or sku, sign * units, confidence)],
+                exit_xy=exit_xy,
+                arm_root=arm_root,
+            )
         if weight:
             self.weight(t_s + 0.1, lane, sign * units * self.store.products[sku].unit_weight_g)
 

@@ -107,6 +107,19 @@ def test_crossing_arms(store: Store) -> None:
     assert r.cart("acct-b") == {"cola-330": 1}
 
 
+def test_crossing_arms_told_by_where_the_arms_come_from(store: Store) -> None:
+    """Each hand left its lane near the lane's middle, pointing at nobody in particular (or,
+    for B, towards A): the shelf camera saw where each arm entered its view, in front of
+    the other lane. Those points decide, without review."""
+    sc = two_shoppers(store, (2.4, 7.1), (3.2, 7.1))
+    sc.take(8.0, "G1-L01", exit_xy=(3.15, 7.6), arm_root=(2.55, 7.6))  # A's arm
+    sc.take(8.1, "G1-L00", exit_xy=(2.6, 7.6), arm_root=(3.35, 7.6))  # B's arm
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-440": 1}
+    assert r.cart("acct-b") == {"cola-330": 1}
+    assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
+
+
 def test_hand_off_put_back_by_the_other_shopper(store: Store) -> None:
     sc = Scenario(store)
     sc.shopper(1, 0.0, 24.0, (4.0, 4.0, 7.1), (7.0, 4.0, 7.1), (9.0, 3.0, 6.0), (14.0, 3.0, 6.0))

@@ -70,6 +70,10 @@ class ShelfInteraction(Message, frozen=True, tag="ShelfInteraction", kw_only=Tru
     hand_track_id: int | None = None
     confidence: float = 1.0
     evidence_frames: tuple[int, ...] = ()
+    # Where the hand's arm came from: the point of the shelf's front edge in front of which
+    # it entered the shelf camera's view (floor metres), that is, where its shopper stands;
+    # None when it could not be told. Added in version 1 with a default: older readers skip it.
+    arm_root_xy_m: tuple[float, float] | None = None
 
 
 class FloorTrack(msgspec.Struct, frozen=True, gc=False):
