@@ -23,6 +23,7 @@ HAND, PERSON, ITEM, LANE, OPEN = (
     (200, 200, 200),
     (0, 0, 255),
 )
+ARM = (255, 0, 255)  # a hand in a lane to where its arm entered the image
 
 
 class Annotator:
@@ -55,6 +56,12 @@ class Annotator:
                 x, y = int(poly[:, 0].min()) + 3, int(poly[:, 1].min()) + 12
                 label = f"{lane.lane_id} {lane.phase.value}"
                 cv2.putText(img, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
+                for visit in lane.visits:
+                    if visit.open and not visit.missing and visit.root_x_px:
+                        hx, hy = (int(c) for c in visit.hand_xy)
+                        rx = int(np.median(visit.root_x_px[-8:]))
+                        cv2.line(img, (hx, hy), (rx, h - 1), ARM, 1, cv2.LINE_AA)
+                        cv2.circle(img, (rx, h - 4), 5, ARM, -1)
         if dets is not None:
             for box, _conf, cls, _tid in dets:
                 x1, y1, x2, y2 = (int(v) for v in box)
