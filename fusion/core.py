@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -388,28 +388,44 @@ class FusionCore:
             s.wanted -= 1
             self._bind(s, key, ts)
             return
-        best: tuple[float, str] | None = None
-        for s in self._open_sorted():
-            if s.exited or self._seen_on(s, key[0], ts) >= s.group_size:
-                continue  # everyone of that session is in view on this camera: not theirs
-            for other in s.bindings:
-                track = self.tracks.by_key.get(other)
-                if track is None or other == key:
-                    continue
-                gap = ts - track.last_ts_ns
-                lost = gap >= p.lost_after_ns or other[0] != key[0]
-                d = distance(track.last_xy_m, xy)
-                near = 0 <= gap <= p.relink_window_ns and lost and d <= p.relink_radius_m
-                if near and (best is None or (d, s.session_id) < best):
-                    best = (d, s.session_id)
-        if best is None:
+
+        def lost_lately(track: Track, until: int | None) -> bool:
+            gap = ts - track.last_ts_ns
+            lost = gap >= p.lost_after_ns or track.key[0] != key[0]
+            return lost and 0 <= gap <= p.relink_window_ns
+
+        sid = self._relink_target(key, xy, ts, lost_lately)
+        if sid is None:
             self.stats.unbound_tracks += 1
             # The tracker may have started this track while the shopper's old one was still
             # fresh (an id switch: the old one just stops): look again once it is lost.
             self._orphans.append((key, ts, xy))
             return
         self.stats.relinked_tracks += 1
-        self._bind(self.sessions[best[1]], key, ts)
+        self._bind(self.sessions[sid], key, ts)
+
+    def _relink_target(
+        self,
+        key: TrackKey,
+        xy: Point,
+        ts: int,
+        fits: Callable[[Track, int | None], bool],
+    ) -> str | None:
+        """The open session with a bound track that ``fits`` (given the track and when its
+        binding ended) and was last seen nearest ``xy``, within the relink radius. A session
+        whose members are all live on ``key``'s camera at ``ts`` is not a candidate."""
+        best: tuple[float, str] | None = None
+        for s in self._open_sorted():
+            if s.exited or self._seen_on(s, key[0], ts) >= s.group_size:
+                continue  # everyone of that session is in view on this camera: not theirs
+            for other, (_, until) in s.bindings.items():
+                track = self.tracks.by_key.get(other)
+                if track is None or other == key or not fits(track, until):
+                    continue
+                d = distance(track.last_xy_m, xy)
+                if d <= self.p.relink_radius_m and (best is None or (d, s.session_id) < best):
+                    best = (d, s.session_id)
+        return best[1] if best is not None else None
 
     def _relink_orphans(self, now: int) -> None:
         """Bind an unbound track to the session whose bound track stopped as it started.
@@ -424,25 +440,21 @@ class FusionCore:
         for key, first, xy in self._orphans:
             if key in self.bound or now - first > p.relink_window_ns:
                 continue
-            best: tuple[float, str] | None = None
-            for s in self._open_sorted():
-                if s.exited or self._seen_on(s, key[0], now) >= s.group_size:
-                    continue
-                for other, (_, until) in s.bindings.items():
-                    track = self.tracks.by_key.get(other)
-                    if track is None or other == key or until is not None:
-                        continue
-                    last = track.last_ts_ns
-                    if now - last < p.lost_after_ns or abs(last - first) > p.lost_after_ns:
-                        continue
-                    d = distance(track.last_xy_m, xy)
-                    if d <= p.relink_radius_m and (best is None or (d, s.session_id) < best):
-                        best = (d, s.session_id)
-            if best is None:
+
+            def stopped_as_it_started(track: Track, until: int | None, first: int = first) -> bool:
+                last = track.last_ts_ns
+                return (
+                    until is None
+                    and now - last >= p.lost_after_ns
+                    and abs(last - first) <= p.lost_after_ns
+                )
+
+            sid = self._relink_target(key, xy, now, stopped_as_it_started)
+            if sid is None:
                 keep.append((key, first, xy))
                 continue
             self.stats.relinked_tracks += 1
-            self._bind(self.sessions[best[1]], key, first)
+            self._bind(self.sessions[sid], key, first)
         self._orphans = keep
 
     def _seen_on(self, s: Session, camera: str, ts: int) -> int:
