@@ -118,8 +118,13 @@ def test_walkout_billing_run_survives_sigkill(tmp_path: Path) -> None:
         str(data),
     ]
 
+    logs: list[Path] = []
+
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # The service's log goes to a file: a pipe nobody reads would block it once full.
+        logs.append(tmp_path / f"billing-{len(logs)}.log")
+        with logs[-1].open("wb") as err:
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err)
 
     msgs = traffic(10, seed=2)
     service = start()
@@ -143,7 +148,11 @@ def test_walkout_billing_run_survives_sigkill(tmp_path: Path) -> None:
         assert service.stdout is not None
         assert b"listening" in service.stdout.readline()  # serving, its handlers installed
         service.send_signal(signal.SIGTERM)
-        assert service.wait(15) == 0
+        try:
+            code = service.wait(15)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, f"after SIGTERM: exit {code}; its log:\n{logs[-1].read_text()[-3000:]}"
     finally:
         sender.stop()
         if service.poll() is None:
