@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fusion.carts import Cart, CartChange
-from fusion.evidence import Decision, Unit, WeightEvidence, decide, decide_many
+from fusion.evidence import Decision, Unit, WeightEvidence, decide, decide_many, weight_z
 from fusion.ids import checkout_id, session_id, weight_change_id
 from fusion.params import FusionParams
 from fusion.tracks import (
@@ -61,6 +61,8 @@ from walkout.messages import (
 
 Point = tuple[float, float]
 EXPIRE_EVERY_NS = 1_000_000_000  # forget old track samples once per second of event time
+# A put-back of a SKU nobody holds becomes one somebody holds if it fits the plate this well.
+HELD_PUT_MAX_Z = 2.5
 NEVER = 2**63 - 1
 OutMessage = SessionOpened | CartClosed
 
@@ -817,6 +819,8 @@ class FusionCore:
             n = max(1, round(abs(weight.delta_g) / self.catalog[sku].weight_g))
             hint = [SkuDelta(sku, -n if picking else n, min(0.98, seen[sku]))]
         d = decide(self.catalog, vision=hint, weight=weight, prior_counts=prior, **caps)
+        if d is not None and d.kind == "put":
+            d = self._held_put(d, weight, caps)
         ids = tuple(h[1] for h in during) + wc_ids if during else wc_ids
         if d is None:
             self.stats.unassigned += 1
@@ -839,6 +843,25 @@ class FusionCore:
             if swappable and a is not None and a.ambiguous and set(a.rivals) <= assocs.keys():
                 a = replace(a, probability=a.probability + a.rivals_probability, ambiguous=False)
             self._apply(lane, d if n == d.units else replace(d, units=n), a, mine, w_end)
+
+    def _held_put(self, d: Decision, weight: WeightEvidence, caps: dict[str, Any]) -> Decision:
+        """A put-back of a SKU no shopper inside holds, where a SKU someone holds fits the
+        plate as well: that one (vision misread a look-alike; nobody can put back what nobody
+        took). What no held SKU fits, or what someone holds, stays as decided."""
+        held: dict[str, int] = {}
+        for s in self._open.values():
+            for sku, n in s.cart.holdings().items():
+                if n > 0:
+                    held[sku] = held.get(sku, 0) + n
+        if held.get(d.sku, 0) > 0 or not held:
+            return d
+        alt = decide(self.catalog, weight=weight, prior_counts=held, **caps)
+        if alt is None or alt.kind != "put":
+            return d
+        unit = self.catalog[alt.sku]
+        if abs(weight_z(weight.delta_g, weight.sigma_g, unit, alt.units)) > HELD_PUT_MAX_Z:
+            return d
+        return replace(alt, reasons=(*alt.reasons, "vision_sku_held_by_nobody"))
 
     def _separate_hands(
         self, hands: list[tuple[int, str, ShelfInteraction, Association | None]]

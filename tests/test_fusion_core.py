@@ -120,6 +120,23 @@ def test_crossing_arms_told_by_where_the_arms_come_from(store: Store) -> None:
     assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
 
 
+def test_put_back_misread_as_a_look_alike_nobody_holds_is_what_the_shopper_held(
+    store: Store,
+) -> None:
+    """Vision reads the ice tea going back as orange juice (530 g, ice tea 540 g): the plate
+    fits both, but nobody inside holds orange juice, so it is the ice tea."""
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 3.2, 7.15), (15.0, 3.2, 7.15))
+    sc.entry(0.0, "acct-a")
+    sc.take(8.0, "G1-L11", "icetea-500")
+    sc.vision(12.0, "G1-L11", [("ojuice-500", 1, 0.72)])
+    sc.weight(12.1, "G1-L11", 535.0)  # halfway between the two unit weights
+    sc.exit(20.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {}
+    assert r.core.stats.puts_unmatched == 0
+
+
 def test_hand_off_put_back_by_the_other_shopper(store: Store) -> None:
     sc = Scenario(store)
     sc.shopper(1, 0.0, 24.0, (4.0, 4.0, 7.1), (7.0, 4.0, 7.1), (9.0, 3.0, 6.0), (14.0, 3.0, 6.0))
