@@ -785,7 +785,10 @@ class FusionCore:
             si = x.interaction
             assert si is not None
             overlap = min(si.end_ts_ns, w_end + slack) - max(si.start_ts_ns, w_start - slack)
-            assoc = self._associate(front, self._arm(si, front), si.start_ts_ns, si.end_ts_ns)
+            # Whose hand: whoever was there from the plate's step to the hand's leaving (the
+            # hand may have been tracked only from late in its visit).
+            lo, hi = min(si.start_ts_ns, w_start), max(si.end_ts_ns, w_end)
+            assoc = self._associate(front, self._arm(si, front), lo, hi)
             hands.append((overlap, si.interaction_id, si, assoc))
         if len(hands) > 1:
             hands.sort(key=lambda h: (-h[0], h[1]))

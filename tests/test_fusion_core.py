@@ -137,6 +137,28 @@ def test_put_back_misread_as_a_look_alike_nobody_holds_is_what_the_shopper_held(
     assert r.core.stats.puts_unmatched == 0
 
 
+def test_hand_tracked_only_after_the_plate_step_asks_who_stood_there_during_it(
+    store: Store,
+) -> None:
+    """The plate stepped while A stood at the lane; the hand was tracked only later, as A
+    left and B stepped in. Both stood there within the time the event took: review, not a
+    silent B."""
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 22.0, (5.0, 2.4, 7.15), (9.3, 2.4, 7.15), (10.3, 4.4, 6.0))
+    sc.shopper(2, 1.5, 24.0, (6.0, 5.5, 5.0), (9.6, 4.0, 6.5), (10.0, 2.5, 7.15), (14.0, 2.5, 7.15))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.weight(8.3, "G1-L00", -store.products["cola-330"].unit_weight_g)
+    sc.vision(10.0, "G1-L00", [("cola-330", -1, 0.9)], dur_s=0.2, arm_root=(2.45, 7.6))
+    sc.exit(22.0)
+    sc.exit(24.0)
+    r = run(store, sc.messages())
+    carts = [r.cart("acct-a"), r.cart("acct-b")]
+    assert sorted(carts, key=len) == [{}, {"cola-330": 1}]
+    billed = next(c for c in r.closed if c.lines)
+    assert billed.lines[0].review
+
+
 def test_hand_off_put_back_by_the_other_shopper(store: Store) -> None:
     sc = Scenario(store)
     sc.shopper(1, 0.0, 24.0, (4.0, 4.0, 7.1), (7.0, 4.0, 7.1), (9.0, 3.0, 6.0), (14.0, 3.0, 6.0))
