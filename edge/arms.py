@@ -45,19 +45,19 @@ class ArmRoots:
 
     def __init__(self, width: int, height: int):
         self.width, self.height = width, height
-        self._bg: U8 | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self._bg is not None
+        self._frame: U8 | None = None  # the latest frame with nobody reaching in
+        self._bg: U8 | None = None  # ... reduced, once a hand needs it
 
     def learn(self, image: U8) -> None:
-        """A frame with nobody reaching in: the new background."""
-        self._bg = _half(image)
+        """A frame with nobody reaching in: the new background. Only kept here (an idle
+        shelf costs nothing per frame); it is reduced when the next hand needs it."""
+        self._frame, self._bg = image, None
 
     def roots(self, image: U8, hand_xy: F32, hand_size: F32) -> F32:
         """Root x (full-size pixels) of each hand's arm; NaN where it cannot be told."""
         out = np.full(len(hand_xy), np.nan, np.float32)
+        if self._bg is None and self._frame is not None:
+            self._bg, self._frame = _half(self._frame), None
         if self._bg is None or not len(hand_xy):
             return out
         half = _half(image)
