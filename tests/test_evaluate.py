@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from walkout.cli import main
-from walkout.evaluate import load_latency
+from walkout.evaluate import load_latency, load_steps
 from walkout.recording import (
     ExpectedReceipt,
     Manifest,
@@ -187,3 +187,19 @@ def test_latency_histogram_from_the_replay(tmp_path: Path) -> None:
     (tmp_path / "run" / "latency.json").write_text(json.dumps(doc))
     lat = load_latency(tmp_path / "run")
     assert lat is not None and "real-time" in lat.title and lat.quantile(0.5) == math.inf
+
+
+def test_plate_steps_weigh_units_of_their_lane(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo-store.yaml"
+    step = {"type": "WeightChange", "start_ts_ns": 1, "end_ts_ns": 2}
+    (run / "events.jsonl").write_text(
+        json.dumps(dict(step, lane_id="G1-L00", delta_g=-691.0))  # cola-330: 345 g
+        + "\n"
+        + json.dumps(dict(step, lane_id="G1-L12", delta_g=170.0))  # chips-150: 165 g
+        + "\n"
+    )
+    assert [s.units for s in load_steps(run)] == [1, 1]  # no store config: one unit each
+    (run / "store.yaml").write_text(config.read_text())
+    assert [s.units for s in load_steps(run)] == [2, 1]

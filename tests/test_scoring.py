@@ -8,7 +8,9 @@ from walkout.recording import ExpectedReceipt, ReceiptLine, Truth, TruthInteract
 from walkout.scoring import (
     PredictedEvent,
     PredictedReceipt,
+    PredictedStep,
     line_counts,
+    match_steps,
     score_run,
 )
 
@@ -152,3 +154,26 @@ def test_missing_receipt_and_unexpected_receipt() -> None:
     s = score_run(_truth(), receipts, [])
     assert (s.lines.tp, s.lines.fp, s.lines.fn) == (0, 1, 3)
     assert s.exact == 0 and s.events.recall == 0.0
+
+
+def test_plate_steps_count_the_units_they_weigh() -> None:
+    # Two shoppers take a unit each from one plate at the same moment: the plate reads one
+    # step of two units, which finds both picks; a one-unit step finds only one, and a step
+    # in the other direction or another lane finds none (and is false).
+    picks = [_it(1, "A", "pick", "L1", "a", 1, 10), _it(2, "B", "pick", "L1", "a", 1, 10.2)]
+    double = PredictedStep("L1", -500.0, 10 * S, 11 * S, units=2)
+    assert _steps(picks, [double]) == (2, 0, 0)
+    single = PredictedStep("L1", -250.0, 10 * S, 11 * S)
+    assert _steps(picks, [single]) == (1, 0, 1)
+    wrong = [
+        PredictedStep("L1", 250.0, 10 * S, 11 * S),
+        PredictedStep("L2", -250.0, 10 * S, 11 * S),
+    ]
+    assert _steps(picks, wrong) == (0, 2, 2)
+    # a two-unit step that meets one pick still found it: not a false step
+    assert _steps(picks[:1], [double]) == (1, 0, 0)
+
+
+def _steps(truth: list[TruthInteraction], steps: list[PredictedStep]) -> tuple[int, int, int]:
+    c = match_steps(truth, steps)
+    return c.tp, c.fp, c.fn

@@ -52,6 +52,9 @@ class PredictedStep:
     delta_g: float
     start_ts_ns: int
     end_ts_ns: int
+    # Units of the lane's SKU the step amounts to: two shoppers taking from one plate at the
+    # same moment make one step of two units, and it accounts for both picks.
+    units: int = 1
 
 
 @dataclass
@@ -221,9 +224,10 @@ def _confusions(true: Mapping[str, int], pred: Mapping[str, int]) -> Counter[tup
 
 
 def match_steps(truth: Sequence[TruthInteraction], steps: Sequence[PredictedStep]) -> Counts:
-    """True picks and puts against plate steps of the same lane and direction, one to one."""
+    """True picks and puts against plate steps of the same lane and direction that overlap them
+    in time; a step of n units matches up to n of them. Steps matching none are false."""
     c = Counts()
-    used: set[int] = set()
+    left = [max(1, s.units) for s in steps]
     for t in sorted(truth, key=lambda x: x.start_ts_ns):
         if t.kind == "touch" or t.quantity <= 0:
             continue
@@ -232,7 +236,7 @@ def match_steps(truth: Sequence[TruthInteraction], steps: Sequence[PredictedStep
             (
                 i
                 for i, s in enumerate(steps)
-                if i not in used
+                if left[i]
                 and s.lane_id == t.lane_id
                 and (s.delta_g < 0) == want_neg
                 and s.end_ts_ns >= t.start_ts_ns - EVENT_SLACK_NS
@@ -243,9 +247,9 @@ def match_steps(truth: Sequence[TruthInteraction], steps: Sequence[PredictedStep
         if hit is None:
             c.fn += 1
         else:
-            used.add(hit)
+            left[hit] -= 1
             c.tp += 1
-    c.fp = len(steps) - len(used)
+    c.fp = sum(left[i] == max(1, s.units) for i, s in enumerate(steps))
     return c
 
 
