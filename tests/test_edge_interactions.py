@@ -214,3 +214,18 @@ def test_a_hand_the_detector_loses_mid_shelf_still_covers_the_lane_below() -> No
     back = [[*items(5, 4), hand_at(y)] for y in (300, 350)]
     events = play(idle + up + lost + back + [items(5, 4)] * 6)
     assert events == []
+
+
+def test_a_put_the_clear_count_does_not_show_is_a_touch() -> None:
+    """A hand reaches in with a unit seemingly moving along with it (one of the lane's own,
+    passed over on the way in) and leaves empty; the lane's clear count before and after is
+    the same: nothing was put back."""
+    idle = [items(5, 4)] * 4
+    unit = ((130, 0, 170, 40), 0)
+    up = [[*items(5, 4), hand_at(y), _shift(unit, y)] for y in (350, 300, 250, 200, 80, 80)]
+    stay = [[*items(5, 4), hand_at(y)] for y in (80, 80, 200, 250, 300, 350)]
+    assert play(idle + up + stay + [items(5, 4)] * 5) == []
+    # the same hand, and the clear count shows the unit it brought: a put-back
+    left = [[*items(5 if y == 80 else 6, 4), hand_at(y)] for y in (80, 80, 200, 250, 300, 350)]
+    (e,) = play(idle + up + left + [items(6, 4)] * 5)
+    assert [(d.sku, d.delta) for d in e.deltas] == [("cola", 1)]
