@@ -18,6 +18,12 @@ events:
   the lane's units, if the unit weight is given) before the step counts; a movement that starts
   before that continues the same step (a hand pressing on the items, then lifting an item,
   makes one step; pressing and letting go makes none).
+* a movement that ends where it began, but held a whole number of the lane's units lighter or
+  heavier for ``plateau_samples`` readings on the way (within ``plateau_tolerance`` of a unit,
+  or for as long as a level it settled at waited to count), moved units both ways: a pick and
+  a put-back, or a put-back and a pick (two hands swapping a unit quicker than the plate
+  settles in between). Each change between those levels is a step; ``push`` returns them one
+  per reading. A hand's press weighs far less than a unit.
 
 ``sigma_g`` of an event is the standard error of the difference of the two medians.
 """
@@ -25,6 +31,7 @@ events:
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +59,8 @@ class StepSettings:
     hold_s: float = 0.6  # a settled level must hold this long to count (hands rest on items)
     quick_hold_s: float = 0.12  # ... or this long when the step is a whole number of units
     noise_window: int = 125  # successive differences the noise estimate is taken over
+    plateau_samples: int = 5  # readings at a level of whole units (0.2 s at 25 Hz) ...
+    plateau_tolerance: float = 0.25  # ... this share of a unit off it at most (hand, ringing)
 
     def __post_init__(self) -> None:
         if self.settle_samples < 3:
@@ -60,6 +69,18 @@ class StepSettings:
             raise ValueError(f"confirm_samples must be >= 1, got {self.confirm_samples}")
         if self.min_step_g <= 0:
             raise ValueError(f"min_step_g must be > 0, got {self.min_step_g}")
+
+
+@dataclass
+class _Plateau:
+    """A level the plate held on the way through a movement (``units`` from its start)."""
+
+    start: int
+    end: int
+    level: float
+    spread: float
+    readings: int
+    units: int
 
 
 class StepDetector:
@@ -103,6 +124,12 @@ class StepDetector:
         self._prev_g: float | None = None
         self._diffs: collections.deque[float] = collections.deque(maxlen=settings.noise_window)
         self._since_noise = 0
+        # the movement's latest readings, and the levels of whole units it held on the way
+        self._recent: collections.deque[tuple[int, float]] = collections.deque(
+            maxlen=settings.plateau_samples
+        )
+        self._plateaus: list[_Plateau] = []
+        self._out: collections.deque[WeightChange] = collections.deque()
 
     def _window_stats(self) -> tuple[float, float, float]:
         w = np.fromiter((v for _, v in self._win), np.float64, len(self._win))
@@ -127,8 +154,11 @@ class StepDetector:
         self._prev_g = weight_g
 
     def push(self, ts_ns: int, weight_g: float) -> WeightChange | None:
-        if not math.isfinite(weight_g):
-            return None
+        if math.isfinite(weight_g):
+            self._out.extend(self._push(ts_ns, weight_g))
+        return self._out.popleft() if self._out else None
+
+    def _push(self, ts_ns: int, weight_g: float) -> list[WeightChange]:
         s = self.s
         win = self._win
         self._track_noise(weight_g)
@@ -141,7 +171,7 @@ class StepDetector:
                     self._learn_noise(mad)
                     self._last_stable_ts = ts_ns
                     win.clear()
-            return None
+            return []
         if not self.moving:
             band = s.k_sigma * self.noise_g
             if abs(weight_g - self.level_g) > band:
@@ -151,10 +181,16 @@ class StepDetector:
                     if not self._pending:  # a fresh movement; else it continues the last one
                         self._base_g, self._base_n = self.level_g, self.level_n
                         self._move_start_ts = self._last_stable_ts
+                        self._plateaus = []
+                    elif self.unit_g is not None:  # the level it settled at, not yet counted
+                        self._plateau(
+                            self._settled_ts, self._last_stable_ts, self.level_g, 0.0, self.level_n
+                        )
+                    self._recent.clear()
                     self._pending = False
                     win.clear()
                     win.append((ts_ns, weight_g))
-                return None
+                return []
             self._out_run = 0
             self._last_stable_ts = ts_ns
             win.append((ts_ns, weight_g))
@@ -169,18 +205,19 @@ class StepDetector:
                 or (ts_ns >= self._quick_until_ts and self._whole_units())
             ):
                 return self._resolve(ts_ns)
-            return None
+            return []
         # moving: wait for a settling window
         win.append((ts_ns, weight_g))
+        self._track_plateau(ts_ns, weight_g)
         if len(win) < (win.maxlen or 0):
             if (ts_ns - self._move_start_ts) / 1e9 > s.max_moving_s:
                 self._rebase()
-            return None
+            return []
         med, rng, mad = self._window_stats()
         if rng > s.settle_sigma * self.noise_g:
             if (ts_ns - self._move_start_ts) / 1e9 > s.max_moving_s:
                 self._rebase()
-            return None
+            return []
         # settled: the new level must now hold for hold_s before it counts (a hand resting on
         # the items and lifting off again is not a step)
         self._settled_ts = win[0][0]
@@ -193,7 +230,7 @@ class StepDetector:
         self._out_run = 0
         self._last_stable_ts = ts_ns
         win.clear()
-        return None
+        return []
 
     def _whole_units(self) -> bool:
         """Is the pending step a whole, non-zero number of the lane's units (within noise and
@@ -207,25 +244,99 @@ class StepDetector:
         tol = 3.0 * math.hypot(self.noise_g, self.unit_sd_g * math.sqrt(n))
         return abs(abs(delta) - n * self.unit_g) <= tol
 
-    def _resolve(self, ts_ns: int) -> WeightChange | None:
+    def _track_plateau(self, ts_ns: int, weight_g: float) -> None:
+        """Note where the last ``plateau_samples`` readings held a level of whole units."""
+        if self.unit_g is None:
+            return
+        self._recent.append((ts_ns, weight_g))
+        if len(self._recent) < self.s.plateau_samples:
+            return
+        w = np.fromiter((v for _, v in self._recent), np.float64, len(self._recent))
+        med, spread = float(np.median(w)), float(w.max() - w.min())
+        tol = max(self.s.plateau_tolerance * self.unit_g, 4 * self.noise_g)
+        n = round((med - self._base_g) / self.unit_g)
+        if abs(med - self._base_g - n * self.unit_g) <= tol and spread <= 2 * tol:
+            self._plateau(self._recent[0][0], ts_ns, med, spread, len(w))
+
+    def _plateau(self, start: int, end: int, level: float, spread: float, n_readings: int) -> None:
+        assert self.unit_g is not None
+        units = round((level - self._base_g) / self.unit_g)
+        last = self._plateaus[-1] if self._plateaus else None
+        if last is not None and last.units == units and start <= last.end + 1:
+            last.end, last.spread = end, max(last.spread, spread)
+            return
+        if last is not None and last.units == units:  # the same level again, after a gap
+            last.end = end
+            return
+        self._plateaus.append(_Plateau(start, end, level, spread, n_readings, units))
+
+    def _swaps(self, ts_ns: int) -> list[WeightChange]:
+        """A movement back to its start that held other levels of whole units on the way:
+        one step per change of level (picks and puts that did not wait for the plate to
+        settle in between). Empty when it held none."""
+        assert self.level_g is not None
+        start = _Plateau(
+            self._move_start_ts, self._move_start_ts, self._base_g, 0.0, self._base_n, 0
+        )
+        end = _Plateau(self._settled_ts, self._settled_ts, self.level_g, 0.0, self.level_n, 0)
+        levels = [start]
+        for p in [*self._plateaus, end]:
+            if p.units != levels[-1].units:
+                levels.append(p)
+            elif p is end:
+                levels[-1] = end
+        self._plateaus = []
+        if len(levels) < 3:
+            return []
+        out = []
+        unit = self.unit_g or 0.0
+        for a, b in itertools.pairwise(levels):
+            # Levels held while hands pressed or the tray still rang: as unsure as their
+            # spread and as far as the change lies from whole units.
+            sigma = math.hypot(
+                self.noise_g * math.sqrt(_MEDIAN_VAR * (1 / a.readings + 1 / b.readings)),
+                (a.spread + b.spread) / 4,
+                b.level - a.level - (b.units - a.units) * unit,
+            )
+            out.append(
+                WeightChange(
+                    source_id=self.source_id,
+                    event_ts_ns=ts_ns,
+                    plate_id=self.plate_id,
+                    lane_id=self.lane_id,
+                    start_ts_ns=a.end,
+                    end_ts_ns=b.start,
+                    delta_g=round(b.level - a.level, 2),
+                    sigma_g=round(sigma, 3),
+                )
+            )
+        self.steps += len(out)
+        return out
+
+    def _resolve(self, ts_ns: int) -> list[WeightChange]:
         self._pending = False
         assert self.level_g is not None
         delta = self.level_g - self._base_g
         if abs(delta) < self.s.min_step_g:
-            self.touches += 1
-            return None
+            swaps = self._swaps(ts_ns)
+            if not swaps:
+                self.touches += 1
+            return swaps
+        self._plateaus = []
         self.steps += 1
         sigma = self.noise_g * math.sqrt(_MEDIAN_VAR * (1 / self._base_n + 1 / self.level_n))
-        return WeightChange(
-            source_id=self.source_id,
-            event_ts_ns=ts_ns,
-            plate_id=self.plate_id,
-            lane_id=self.lane_id,
-            start_ts_ns=self._move_start_ts,
-            end_ts_ns=self._settled_ts,
-            delta_g=round(delta, 2),
-            sigma_g=round(sigma, 3),
-        )
+        return [
+            WeightChange(
+                source_id=self.source_id,
+                event_ts_ns=ts_ns,
+                plate_id=self.plate_id,
+                lane_id=self.lane_id,
+                start_ts_ns=self._move_start_ts,
+                end_ts_ns=self._settled_ts,
+                delta_g=round(delta, 2),
+                sigma_g=round(sigma, 3),
+            )
+        ]
 
     def _rebase(self) -> None:
         """Give up on a moving period that never settles: wait for a fresh stable level."""

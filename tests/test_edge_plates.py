@@ -164,3 +164,47 @@ def test_knowing_the_unit_weight_separates_quick_successive_steps() -> None:
     assert [c for c in got_plain if c] == []
     deltas = [round(c.delta_g) for c in got_knowing if c]
     assert len(deltas) == 2 and abs(deltas[0] - 530) <= 3 and abs(deltas[1] + 530) <= 3
+
+
+def _swap_stream(first_g: float, gap_s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One unit off (or onto) the tray and back within ``gap_s``: the load cell rings after
+    each change (as a tray does) and a hand presses on the items meanwhile."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + np.arange(int(10 * RATE_HZ), dtype=np.int64) * DT_NS
+    t = (ts - T0) / 1e9
+    w = 3000.0 + rng.normal(0, 1.5, len(ts))
+    for at, d in ((4.0, first_g), (4.0 + gap_s, -first_g)):
+        dt = t[t >= at] - at
+        w[t >= at] += d * (1 - np.exp(-dt / 0.12) * np.cos(2 * np.pi * 3.5 * dt))
+    _bump(ts, w, 3.7, 4.0 + gap_s + 0.3, 25.0)
+    return ts, w
+
+
+@pytest.mark.parametrize(("first_g", "kinds"), [(-180.0, "pick,put"), (180.0, "put,pick")])
+def test_a_unit_swapped_quicker_than_the_plate_settles_is_two_steps(
+    first_g: float, kinds: str
+) -> None:
+    """Two hands: one lifts a unit, the other puts one back 0.3 s later (or the other way
+    round). The tray never settles in between and ends where it began; knowing the lane's unit
+    weight, the level held on the way shows both moves, in order. Without it, nothing."""
+    ts, w = _swap_stream(first_g, 0.3, seed=12)
+    det = StepDetector("P-1", "L-1", unit_g=180.0, unit_sd_g=3.0)
+    got = [c for c in (det.push(int(a), float(b)) for a, b in zip(ts, w)) if c]
+    assert ",".join("pick" if c.delta_g < 0 else "put" for c in got) == kinds
+    for c, sign in zip(got, (np.sign(first_g), -np.sign(first_g))):
+        assert c.delta_g * sign > 0
+        assert abs(abs(c.delta_g) - 180.0) <= 2.5 * c.sigma_g  # a unit, within its stated doubt
+    assert got[0].end_ts_ns <= got[1].start_ts_ns
+    assert got[0].start_ts_ns >= T0 + 3_500_000_000 and got[1].end_ts_ns <= T0 + 5_000_000_000
+    plain = StepDetector("P-1", "L-1")
+    assert not any(plain.push(int(a), float(b)) for a, b in zip(ts, w))
+
+
+def test_a_press_the_weight_of_no_unit_is_no_swap() -> None:
+    """A hand pressing 60 g on a lane of 180 g units, for a second: no level of whole units."""
+    rng = np.random.default_rng(3)
+    ts = T0 + np.arange(int(10 * RATE_HZ), dtype=np.int64) * DT_NS
+    w = 3000.0 + rng.normal(0, 1.5, len(ts))
+    _bump(ts, w, 4.0, 5.0, 60.0)
+    det = StepDetector("P-1", "L-1", unit_g=180.0, unit_sd_g=3.0)
+    assert not any(det.push(int(a), float(b)) for a, b in zip(ts, w))
