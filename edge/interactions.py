@@ -19,9 +19,9 @@ Per lane:
   left (items whose centre lies in the hand's box) corroborates the counts, and stands in for
   them when the lane never became clear, but only for a hand that stayed in the lane at least
   ``min_take_s`` (a hand passing through on its way to another lane moves nothing there). A
-  put-back the clear counts do not show is not believed (a take can hide from the count when
-  the unit behind moves up into view; a put cannot). An interaction whose deltas are all zero
-  (a touch) is counted, not emitted.
+  put-back is not believed when the clear counts show no unit more (a take can hide from the
+  count when the unit behind moves up into view; a put cannot). An interaction whose deltas
+  are all zero (a touch) is counted, not emitted.
 
 A count that changes with no hand seen is believed only when it holds for ``confirm_frames``
 clear frames. If the camera was blind meanwhile (dark frames, a gap in the stream), the change
@@ -686,12 +686,13 @@ class ShelfInteractions:
             else zero
             for x in visits
         ]
-        if counted is not None:
+        if counted is not None and not (counted > 0).any():
             # A unit a hand brought in and left is on the shelf: a clear count taken before
-            # and after that does not show one more is the better witness (what seemed held
-            # on entering was a unit of the lane the hand passed over). A take can hide from
-            # the count (the unit behind moves up into view); a put cannot.
-            by_hand = [np.where((d > 0) & (counted <= 0), 0, d) for d in by_hand]
+            # and after that shows no unit more is the better witness (what seemed held on
+            # entering was a unit of the lane the hand passed over). A take can hide from the
+            # count (the unit behind moves up into view); a put cannot. (When the count shows
+            # a unit more of another SKU, say a look-alike, the hand's SKU stands.)
+            by_hand = [np.where(d > 0, 0, d) for d in by_hand]
         total = np.sum(by_hand, axis=0) if by_hand else zero
         deltas: list[tuple[_Visit, I64, float]] = []
         if total.any() or any(d.any() for d in by_hand):

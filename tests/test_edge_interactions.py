@@ -229,3 +229,9 @@ def test_a_put_the_clear_count_does_not_show_is_a_touch() -> None:
     left = [[*items(5 if y == 80 else 6, 4), hand_at(y)] for y in (80, 80, 200, 250, 300, 350)]
     (e,) = play(idle + up + left + [items(6, 4)] * 5)
     assert [(d.sku, d.delta) for d in e.deltas] == [("cola", 1)]
+    # the count shows the unit it brought, read as the other SKU (a look-alike): the hand's
+    # SKU stands
+    looks = [*items(5, 4), ((230, 60, 260, 140), 1)]
+    left = [[*(items(5, 4) if y == 80 else looks), hand_at(y)] for y in (80, 80, 200, 250, 300)]
+    (e,) = play(idle + up + left + [looks] * 5)
+    assert [(d.sku, d.delta) for d in e.deltas] == [("cola", 1)]
