@@ -262,11 +262,8 @@ class StepDetector:
         assert self.unit_g is not None
         units = round((level - self._base_g) / self.unit_g)
         last = self._plateaus[-1] if self._plateaus else None
-        if last is not None and last.units == units and start <= last.end + 1:
+        if last is not None and last.units == units:  # the same level, still or again
             last.end, last.spread = end, max(last.spread, spread)
-            return
-        if last is not None and last.units == units:  # the same level again, after a gap
-            last.end = end
             return
         self._plateaus.append(_Plateau(start, end, level, spread, n_readings, units))
 
@@ -298,20 +295,23 @@ class StepDetector:
                 (a.spread + b.spread) / 4,
                 b.level - a.level - (b.units - a.units) * unit,
             )
-            out.append(
-                WeightChange(
-                    source_id=self.source_id,
-                    event_ts_ns=ts_ns,
-                    plate_id=self.plate_id,
-                    lane_id=self.lane_id,
-                    start_ts_ns=a.end,
-                    end_ts_ns=b.start,
-                    delta_g=round(b.level - a.level, 2),
-                    sigma_g=round(sigma, 3),
-                )
-            )
+            out.append(self._change(ts_ns, a.end, b.start, b.level - a.level, sigma))
         self.steps += len(out)
         return out
+
+    def _change(
+        self, ts_ns: int, start_ns: int, end_ns: int, delta_g: float, sigma_g: float
+    ) -> WeightChange:
+        return WeightChange(
+            source_id=self.source_id,
+            event_ts_ns=ts_ns,
+            plate_id=self.plate_id,
+            lane_id=self.lane_id,
+            start_ts_ns=start_ns,
+            end_ts_ns=end_ns,
+            delta_g=round(delta_g, 2),
+            sigma_g=round(sigma_g, 3),
+        )
 
     def _resolve(self, ts_ns: int) -> list[WeightChange]:
         self._pending = False
@@ -325,18 +325,7 @@ class StepDetector:
         self._plateaus = []
         self.steps += 1
         sigma = self.noise_g * math.sqrt(_MEDIAN_VAR * (1 / self._base_n + 1 / self.level_n))
-        return [
-            WeightChange(
-                source_id=self.source_id,
-                event_ts_ns=ts_ns,
-                plate_id=self.plate_id,
-                lane_id=self.lane_id,
-                start_ts_ns=self._move_start_ts,
-                end_ts_ns=self._settled_ts,
-                delta_g=round(delta, 2),
-                sigma_g=round(sigma, 3),
-            )
-        ]
+        return [self._change(ts_ns, self._move_start_ts, self._settled_ts, delta, sigma)]
 
     def _rebase(self) -> None:
         """Give up on a moving period that never settles: wait for a fresh stable level."""
