@@ -2,8 +2,9 @@
 
 * **plates**: every true pick/put on a lane with a plate should show as a weight step of the
   right sign on that plate, overlapping the interaction in time (with the same slack the event
-  scoring uses). Two reaches into one lane that overlap in time make one step; both count as
-  found by it. A step that matches no true interaction is a false one.
+  scoring uses), scored as ``walkout eval`` does (``walkout.scoring.match_steps``): a step of n
+  units of the lane's SKU (two reaches into one lane at once make one step) finds up to n of
+  them. A step that matches no true interaction is a false one.
 * **shelf interactions**: predicted picks/puts (one per SKU and direction of each
   ShelfInteraction) matched one-to-one to true ones by lane, SKU, direction and time window
   (``walkout.scoring.match_events``).
@@ -23,7 +24,14 @@ from edge.plates import plate_detector
 from walkout.config import Store
 from walkout.messages import AnyMessage, ShelfInteraction, WeightChange
 from walkout.recording import Recording, TruthInteraction
-from walkout.scoring import EVENT_SLACK_NS, Counts, PredictedEvent, match_events
+from walkout.scoring import (
+    Counts,
+    PredictedEvent,
+    PredictedStep,
+    match_events,
+    match_steps,
+    step_units,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,29 +69,20 @@ def plate_changes(store: Store, rec: Recording) -> list[WeightChange]:
 def score_plates(
     store: Store, truth: Sequence[TruthInteraction], changes: Sequence[WeightChange]
 ) -> Tally:
-    lanes_with_plates = {p.lane for p in store.cfg.plates}
-    used: set[int] = set()
-    tally = Tally()
-    for t in _moves(truth):
-        if t.lane_id not in lanes_with_plates:
-            continue
-        sign = -1 if t.kind == "pick" else 1
-        hit = [
-            i
-            for i, c in enumerate(changes)
-            if c.lane_id == t.lane_id
-            and (c.delta_g > 0) == (sign > 0)
-            and c.end_ts_ns >= t.start_ts_ns - EVENT_SLACK_NS
-            and c.start_ts_ns <= t.end_ts_ns + EVENT_SLACK_NS
-        ]
-        if hit:
-            tally.tp += 1
-            fresh = [i for i in hit if i not in used]
-            used.add(fresh[0] if fresh else hit[0])
-        else:
-            tally.fn += 1
-    tally.fp = len(changes) - len(used)
-    return tally
+    plated = {p.lane for p in store.cfg.plates}
+    unit_g = store.lane_unit_g
+    steps = [
+        PredictedStep(
+            c.lane_id,
+            c.delta_g,
+            c.start_ts_ns,
+            c.end_ts_ns,
+            step_units(c.delta_g, unit_g.get(c.lane_id)),
+        )
+        for c in changes
+    ]
+    counts = match_steps([t for t in _moves(truth) if t.lane_id in plated], steps)
+    return Tally(counts.tp, counts.fp, counts.fn)
 
 
 def predicted_events(msgs: Iterable[AnyMessage]) -> list[PredictedEvent]:

@@ -208,3 +208,50 @@ def test_a_press_the_weight_of_no_unit_is_no_swap() -> None:
     _bump(ts, w, 4.0, 5.0, 60.0)
     det = StepDetector("P-1", "L-1", unit_g=180.0, unit_sd_g=3.0)
     assert not any(det.push(int(a), float(b)) for a, b in zip(ts, w))
+
+
+def test_edge_plate_score_counts_the_units_a_step_weighs() -> None:
+    """Two shoppers take a cola each from one plate at once: one step of two units finds both
+    picks; a one-unit step finds one; a pick on a lane without a plate is not the plates' to
+    find."""
+    from pathlib import Path
+
+    from edge.evaluate import score_plates
+    from walkout.config import load_store
+    from walkout.recording import TruthInteraction
+
+    store = load_store(Path(__file__).resolve().parents[1] / "configs" / "demo-store.yaml")
+    s = 1_000_000_000
+
+    def pick(n: int, lane: str = "G1-L00") -> TruthInteraction:
+        return TruthInteraction(
+            id=f"t{n}",
+            shopper_id="A",
+            account_id="A",
+            kind="pick",
+            lane_id=lane,
+            sku="cola-330",
+            quantity=1,
+            start_ts_ns=T0 + 10 * s,
+            end_ts_ns=T0 + 11 * s,
+            camera_id="cam",
+        )
+
+    def step(grams: float) -> WeightChange:
+        return WeightChange(
+            source_id="edge-1",
+            event_ts_ns=T0 + 11 * s,
+            plate_id="P-G1-L00",
+            lane_id="G1-L00",
+            start_ts_ns=T0 + 10 * s,
+            end_ts_ns=T0 + 11 * s,
+            delta_g=grams,
+            sigma_g=1.5,
+        )
+
+    both = score_plates(store, [pick(1), pick(2)], [step(-690.0)])
+    assert (both.tp, both.fp, both.fn) == (2, 0, 0)
+    one = score_plates(store, [pick(1), pick(2)], [step(-345.0)])
+    assert (one.tp, one.fp, one.fn) == (1, 0, 1)
+    unplated = score_plates(store, [pick(1, lane="no-such-lane")], [])
+    assert (unplated.tp, unplated.fp, unplated.fn) == (0, 0, 0)

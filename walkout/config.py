@@ -550,6 +550,11 @@ class Store:
     def lane_of_plate(self) -> dict[str, str]:
         return {p.id: p.lane for p in self.cfg.plates}
 
+    @cached_property
+    def lane_unit_g(self) -> dict[str, float]:
+        """Unit weight of each lane's SKU (the planogram's), by lane."""
+        return {x.id: self.products[x.sku].unit_weight_g for x in self.cfg.lanes}
+
     def node_devices(self, node_id: str) -> dict[str, list[str]]:
         c = self.cfg
         return {

@@ -29,7 +29,14 @@ import msgspec
 
 from walkout.config import load_store
 from walkout.recording import Recording, RecordingError, Truth
-from walkout.scoring import PredictedEvent, PredictedReceipt, PredictedStep, Score, score_run
+from walkout.scoring import (
+    PredictedEvent,
+    PredictedReceipt,
+    PredictedStep,
+    Score,
+    score_run,
+    step_units,
+)
 
 RECEIPTS = "receipts.json"
 CARTS = "carts.jsonl"
@@ -103,26 +110,16 @@ def load_events(run: Path) -> list[PredictedEvent]:
     return out
 
 
-def lane_unit_weights(run: Path) -> dict[str, float]:
-    """Unit weight of each lane's SKU, from the store config the run used (``store.yaml``,
-    written by ``walkout replay``); empty when the run has none."""
-    path = run / STORE
-    if not path.exists():
-        return {}
-    store = load_store(path)
-    return {lane.id: store.products[lane.sku].unit_weight_g for lane in store.cfg.lanes}
-
-
 def load_steps(run: Path) -> list[PredictedStep]:
-    """The plates' steps, each with the units of its lane's SKU it amounts to (1 when the
-    run's store config is missing)."""
-    unit_g = lane_unit_weights(run)
+    """The plates' steps, each with the units of its lane's SKU it amounts to, by the store
+    config the run used (``store.yaml``, written by ``walkout replay``; 1 without it)."""
+    unit_g = load_store(run / STORE).lane_unit_g if (run / STORE).exists() else {}
     out = []
     for m in _jsonl(run / EVENTS):
         if m.get("type") != "WeightChange":
             continue
-        delta, unit = float(m["delta_g"]), unit_g.get(m["lane_id"])
-        units = max(1, round(abs(delta) / unit)) if unit else 1
+        delta = float(m["delta_g"])
+        units = step_units(delta, unit_g.get(m["lane_id"]))
         out.append(
             PredictedStep(m["lane_id"], delta, int(m["start_ts_ns"]), int(m["end_ts_ns"]), units)
         )

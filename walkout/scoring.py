@@ -223,11 +223,17 @@ def _confusions(true: Mapping[str, int], pred: Mapping[str, int]) -> Counter[tup
     return out
 
 
+def step_units(delta_g: float, unit_g: float | None) -> int:
+    """Units of a lane's SKU a plate step amounts to (1 when the unit weight is unknown)."""
+    return max(1, round(abs(delta_g) / unit_g)) if unit_g else 1
+
+
 def match_steps(truth: Sequence[TruthInteraction], steps: Sequence[PredictedStep]) -> Counts:
     """True picks and puts against plate steps of the same lane and direction that overlap them
     in time; a step of n units matches up to n of them. Steps matching none are false."""
     c = Counts()
-    left = [max(1, s.units) for s in steps]
+    units = [max(1, s.units) for s in steps]
+    left = list(units)
     for t in sorted(truth, key=lambda x: x.start_ts_ns):
         if t.kind == "touch" or t.quantity <= 0:
             continue
@@ -249,7 +255,7 @@ def match_steps(truth: Sequence[TruthInteraction], steps: Sequence[PredictedStep
         else:
             left[hit] -= 1
             c.tp += 1
-    c.fp = sum(left[i] == max(1, s.units) for i, s in enumerate(steps))
+    c.fp = sum(a == b for a, b in zip(left, units, strict=True))
     return c
 
 
