@@ -12,6 +12,9 @@ the held-out split (rendered from another seed), look-alike SKU pairs reported o
 (5) measures latency on this CPU and (6) writes the model and its card (``.md`` + ``.json``)
 to ``models/``.
 
+``--model models/walkout-det.onnx`` continues training from an exported model whose ``.pt`` is
+gone: the weights are rebuilt into a checkpoint (see ``checkpoint_from_onnx``).
+
 torch and ultralytics are imported only inside the training process. When they are missing
 from the current interpreter the command re-runs itself under ``.venv-train/bin/python``.
 """
@@ -62,7 +65,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("--images", int, 2000, "train images to render"),
     Option("--val-images", int, 400, "held-out images to render (another seed)"),
     Option("--seed", int, 1, "dataset seed: train uses it, val uses seed + 1000"),
-    Option("--model", str, "yolo11n.yaml", "model yaml, or a local .pt to fine-tune"),
+    Option(
+        "--model",
+        str,
+        "yolo11n.yaml",
+        "model yaml, a local .pt to fine-tune, or an exported walkout .onnx to continue from "
+        "(its weights are rebuilt into a checkpoint, BatchNorm statistics re-estimated)",
+    ),
     Option("--weights", str, "", "skip training: export and evaluate this .pt"),
     Option("--imgsz", int, 320, "training and export input size (pixels)"),
     Option("--epochs", int, 300, "epoch cap (the time budget usually ends training first)"),
@@ -220,7 +229,9 @@ def read_names(data_yaml: Path) -> list[str]:
     return [str(n) for n in names]
 
 
-def train(args: argparse.Namespace, data: Path, run_dir: Path, device: str) -> dict[str, Any]:
+def train(
+    args: argparse.Namespace, data: Path, run_dir: Path, device: str, start: str
+) -> dict[str, Any]:
     from ultralytics import YOLO
 
     last = run_dir / "weights" / "last.pt"
@@ -229,7 +240,7 @@ def train(args: argparse.Namespace, data: Path, run_dir: Path, device: str) -> d
         model = YOLO(str(last))
         model.train(resume=True)
     else:
-        model = YOLO(args.model)
+        model = YOLO(start)
         model.train(
             data=str((data / "data.yaml").resolve()),
             imgsz=args.imgsz,
@@ -277,6 +288,8 @@ def weights_provenance(weights: Path, depth: int = 0) -> dict[str, Any]:
     import torch
 
     ckpt = torch.load(str(weights), map_location="cpu", weights_only=False)
+    if isinstance(ckpt.get("walkout_provenance"), dict):  # rebuilt from an exported model
+        return dict(ckpt["walkout_provenance"])
     targs = ckpt.get("train_args") or {}
     facts: dict[str, Any] = {
         "weights": weights.name,
@@ -381,6 +394,190 @@ def export_fp32(weights: Path, imgsz: int, out: Path) -> Path:
     shutil.copyfile(exported, out)
     scrub_paths(out)
     return out
+
+
+def _architecture_of(model_path: Path) -> str:
+    """The ultralytics yaml an exported model was built from: its card, else its metadata."""
+    import re
+
+    import onnx
+
+    card = model_path.with_suffix(".json")
+    if card.is_file():
+        arch = json.loads(card.read_text()).get("architecture")
+        if arch:
+            return str(arch)
+    meta = {
+        p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props
+    }
+    found = re.search(r"YOLO(v?\d+)([nslmx])\b", meta.get("description", ""))
+    if found is None:
+        raise SystemExit(
+            f"walkout train: {model_path}: cannot tell which model yaml it was exported from "
+            "(no model card beside it and no 'YOLO11n'-style description in its metadata); "
+            "fine-tune its .pt instead"
+        )
+    return f"yolo{found.group(1).lower()}{found.group(2)}.yaml"
+
+
+def checkpoint_from_onnx(
+    model_path: Path, images: Path, out: Path, calib_images: int = 256
+) -> dict[str, Any]:
+    """Rebuild a trainable ultralytics checkpoint from an exported detector.
+
+    Export folds each BatchNorm into the convolution before it (``W' = W * g / s``, bias
+    ``b' = beta - g * mu / s``), so the ONNX file holds one weight and one bias per convolution.
+    The model is rebuilt from its yaml, each convolution gets the folded weight, and each
+    BatchNorm is set so that it passes its input through plus the folded bias, for the batch
+    statistics it will see: the mean and variance of every convolution's output over
+    ``calib_images`` training images become its running statistics, its scale the matching
+    standard deviation and its shift the bias plus the mean. In eval mode that is exactly the
+    exported function; in train mode, on batches like the calibration images, nearly so, so
+    fine-tuning starts where the exported model left off rather than from scrambled
+    activations. Returns provenance for the card: the file's hash and, when a card lies beside
+    it, the training runs behind it.
+    """
+    import ast
+    import copy
+    import datetime
+
+    import cv2
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import numpy_helper
+    from ultralytics.nn.modules import Conv
+    from ultralytics.nn.tasks import DetectionModel
+
+    arch = _architecture_of(model_path)
+    proto = onnx.load(str(model_path))
+    weights = {i.name: numpy_helper.to_array(i).copy() for i in proto.graph.initializer}
+    meta = {p.key: p.value for p in proto.metadata_props}
+    names = ast.literal_eval(meta["names"])
+    imgsz = int(max(ast.literal_eval(meta.get("imgsz", "[320, 320]"))))
+    model = DetectionModel(arch, nc=len(names), verbose=False)
+    model.names = names
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, Conv)}
+    biases: dict[str, Any] = {}
+
+    def take(key: str, shape: tuple[int, ...]) -> Any:
+        if key not in weights:
+            raise SystemExit(
+                f"walkout train: {model_path} has no weight {key!r}: it was not exported from "
+                f"{arch} with {len(names)} classes"
+            )
+        value = weights[key]
+        if tuple(value.shape) != shape:
+            raise SystemExit(
+                f"walkout train: {model_path}: weight {key} has shape {list(value.shape)}, "
+                f"{arch} with {len(names)} classes needs {list(shape)}"
+            )
+        return torch.from_numpy(value)
+
+    with torch.no_grad():
+        for n, m in convs.items():
+            m.conv.weight.copy_(take(f"{n}.conv.weight", tuple(m.conv.weight.shape)))
+            biases[n] = take(f"{n}.conv.bias", (m.conv.out_channels,))
+            m.bn.running_mean.zero_()
+            m.bn.running_var.fill_(1.0)
+            m.bn.weight.fill_(float(np.sqrt(1.0 + m.bn.eps)))
+            m.bn.bias.copy_(biases[n])
+        for n, m in model.named_modules():  # plain convolutions: the head's last layers
+            inside = any(n.startswith(c + ".") for c in convs)
+            if isinstance(m, torch.nn.Conv2d) and not inside and not n.endswith("dfl.conv"):
+                m.weight.copy_(take(f"{n}.weight", tuple(m.weight.shape)))
+                if m.bias is not None:
+                    m.bias.copy_(take(f"{n}.bias", tuple(m.bias.shape)))
+    model.eval()
+
+    def batch(paths: Sequence[Path]) -> Any:
+        out = np.full((len(paths), imgsz, imgsz, 3), 114, np.uint8)
+        for k, path in enumerate(paths):
+            image = cv2.imread(str(path))
+            if image is None:
+                raise SystemExit(f"walkout train: cannot read {path}; the dataset is damaged")
+            h, w = image.shape[:2]
+            scale = imgsz / max(h, w)
+            nh, nw = round(h * scale), round(w * scale)
+            y0, x0 = (imgsz - nh) // 2, (imgsz - nw) // 2
+            out[k, y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(image, (nw, nh))
+        rgb = np.ascontiguousarray(out[..., ::-1].transpose(0, 3, 1, 2))
+        return torch.from_numpy(rgb).float() / 255.0
+
+    paths = sorted(images.glob("*.jpg"))
+    if not paths:
+        raise SystemExit(f"walkout train: no images in {images} to re-estimate BatchNorm with")
+    picked = np.random.default_rng(0).choice(len(paths), min(calib_images, len(paths)), False)
+    paths = [paths[i] for i in sorted(picked)]
+    probe = batch(paths[:2])
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: probe.numpy()})[0]
+
+    def mismatch() -> float:
+        with torch.no_grad():
+            got = model(probe)[0].numpy()
+        return float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-9))
+
+    if (err := mismatch()) > 1e-3:
+        raise SystemExit(
+            f"walkout train: {model_path} rebuilt as {arch} differs from the file by {err:.1e} "
+            "(relative): it was not exported from that yaml; fine-tune its .pt instead"
+        )
+    sums: dict[str, list[Any]] = {n: [0, 0.0, 0.0] for n in convs}
+
+    def hook(name: str) -> Any:
+        def record(_m: Any, _i: Any, y: Any) -> None:
+            y = y.double()
+            s = sums[name]
+            s[0] += y.shape[0] * y.shape[2] * y.shape[3]
+            s[1] = s[1] + y.sum((0, 2, 3))
+            s[2] = s[2] + (y * y).sum((0, 2, 3))
+
+        return record
+
+    handles = [m.conv.register_forward_hook(hook(n)) for n, m in convs.items()]
+    with torch.no_grad():
+        for i in range(0, len(paths), 16):
+            model(batch(paths[i : i + 16]))
+    for handle in handles:
+        handle.remove()
+    with torch.no_grad():
+        for n, m in convs.items():
+            count, s1, s2 = sums[n]
+            mean = s1 / count
+            var = (s2 / count - mean * mean).clamp_min(1e-6)
+            m.bn.running_mean.copy_(mean.float())
+            m.bn.running_var.copy_(var.float())
+            m.bn.weight.copy_(torch.sqrt(var + m.bn.eps).float())
+            m.bn.bias.copy_(biases[n] + mean.float())
+    if (err := mismatch()) > 1e-3:
+        raise SystemExit(f"walkout train: re-estimating BatchNorm changed the model ({err:.1e})")
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    card = model_path.with_suffix(".json")
+    earlier = json.loads(card.read_text()).get("training") if card.is_file() else None
+    provenance: dict[str, Any] = {
+        **(earlier or {"model": arch}),
+        "recovered_from": {"file": model_path.name, "sha256": digest, "calib_images": len(paths)},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "epoch": -1,
+            "best_fitness": None,
+            "model": None,
+            "ema": copy.deepcopy(model).half(),
+            "updates": 0,
+            "optimizer": None,
+            "train_args": {"model": arch, "imgsz": imgsz},
+            "walkout_provenance": provenance,
+            "date": datetime.datetime.now(datetime.UTC).isoformat(),
+            "version": meta.get("version"),
+        },
+        str(out),
+    )
+    log.info("rebuilt %s from %s (%s)", out, model_path, digest[:12])
+    return provenance
 
 
 def scrub_paths(model_path: Path, root: Path | None = None) -> None:
@@ -665,8 +862,14 @@ def run(args: argparse.Namespace, data: Path) -> int:
         training: dict[str, Any] = weights_provenance(weights)
     else:
         init = Path(args.model)
-        base = weights_provenance(init) if init.suffix == ".pt" and init.is_file() else None
-        training = train(args, data, run_dir, device)
+        start = init
+        if init.suffix == ".onnx":
+            if not init.is_file():
+                raise SystemExit(f"walkout train: --model {init} not found")
+            start = run_dir.parent / "recovered" / f"{init.stem}.pt"
+            checkpoint_from_onnx(init, data / "images" / "train", start)
+        base = weights_provenance(start) if start.suffix == ".pt" and start.is_file() else None
+        training = train(args, data, run_dir, device, str(start))
         if base is not None:
             training["fine_tuned_from"] = base
         weights = Path(training["weights"])
