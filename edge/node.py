@@ -322,7 +322,7 @@ class EdgeNode:
                 self.metrics.interactions.inc(len(events), camera=cam.id)
             self.stats.add_stage("interactions", time.perf_counter_ns() - t)
         elif cam.overhead is not None and dets is not None:
-            self.emit([cam.overhead.update(f.index, f.ts_ns, dets)])
+            self.emit([cam.overhead.update(f.index, f.ts_ns, dets, f.image)])
             self.stats.track_updates += 1
             self.metrics.track_updates.inc(camera=cam.id)
             self.stats.add_stage("track", time.perf_counter_ns() - t)

@@ -29,6 +29,7 @@ Rules (each one a documented choice):
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -96,9 +97,34 @@ class Session:
     exited: bool = False
     closed: bool = False
     checkout_id: str | None = None
+    # per camera: what the shopper (each member of a group) looks like there (FusionCore._look)
+    looks: dict[str, list[_Look]] = field(default_factory=dict)
 
     def live_tracks(self) -> list[TrackKey]:
         return [k for k, (_, until) in sorted(self.bindings.items()) if until is None]
+
+
+@dataclass(slots=True)
+class _Look:
+    """A running mean of look signatures."""
+
+    total: list[float]
+    n: int = 1
+
+    def add(self, look: tuple[float, ...]) -> None:
+        if len(look) != len(self.total):
+            return
+        for i, v in enumerate(look):
+            self.total[i] += v
+        self.n += 1
+
+    def distance(self, look: tuple[float, ...]) -> float:
+        """Hellinger distance between ``look`` and the mean (both sum to 1)."""
+        if len(look) != len(self.total):
+            return 1.0
+        n = self.n
+        bc = sum(math.sqrt(max(a, 0.0) * max(b, 0.0) / n) for a, b in zip(look, self.total))
+        return math.sqrt(max(0.0, 1.0 - bc))
 
 
 @dataclass(slots=True)
@@ -138,6 +164,7 @@ class CoreStats:
     decisions: int = 0
     vision_unconfirmed: int = 0  # shelf interactions on a plated lane with no weight change
     guessed_exits: int = 0  # exits given to the shopper last seen nearest the gate
+    look_swaps: int = 0  # bound tracks moved to another shopper because of how they look
 
 
 class FusionCore:
@@ -176,6 +203,11 @@ class FusionCore:
         self.bound: dict[TrackKey, str] = {}  # live bindings only
         # Tracks that found no session when they appeared: (key, first time, first position).
         self._orphans: list[tuple[TrackKey, int, Point]] = []
+        # Per bound track: the other session its recent looks match (id, looks in a row, time
+        # of the first), and when it last looked like its own shopper.
+        self._doubts: dict[TrackKey, tuple[str, int, int]] = {}
+        self._last_like: dict[TrackKey, int] = {}
+        self._track_look: dict[TrackKey, _Look] = {}  # the member look a track is learning
         self.pending: dict[str, list[_Pending]] = {}
         self.seen_evidence: set[str] = set()
         self.seen_gates: set[tuple[str, str, int]] = set()
@@ -286,6 +318,9 @@ class FusionCore:
             self._expired_at = horizon
             for key in self.tracks.expire(horizon):
                 self.bound.pop(key, None)
+                self._doubts.pop(key, None)
+                self._last_like.pop(key, None)
+                self._track_look.pop(key, None)
         self.next_due_ns = self._earliest_due()
         return out
 
@@ -363,12 +398,119 @@ class FusionCore:
                     track.pos.append(t)
                 else:
                     track.add(ts, t)
+                if t.look:
+                    self._look((cam, t.track_id), ts, t.look)
                 continue
             key = (cam, t.track_id)
             if self.tracks.update(key, ts, t) and key not in self.bound:
                 self._bind_new_track(key, ts, (t.x_m, t.y_m))
+            if t.look:
+                self._look(key, ts, t.look)
         if self._orphans:
             self._relink_orphans(ts)
+
+    def _look(self, key: TrackKey, ts: int, look: tuple[float, ...]) -> None:
+        """A bound track's look: learn what the shopper looks like on this camera, or notice
+        that the track now follows another shopper (the tracker swapped two people passing
+        close). Each member of a session gets a look per camera, learned from the first
+        looks of the first track bound to them there; a track is compared with the nearest."""
+        sid = self.bound.get(key)
+        if sid is None:
+            return
+        p, cam = self.p, key[0]
+        s = self.sessions[sid]
+        models = s.looks.get(cam)
+        if models is None:
+            models = s.looks[cam] = []
+        mine = self._track_look.get(key)
+        if mine is not None and mine.n < p.look_model_looks:
+            mine.add(look)
+            self._last_like[key] = ts
+            return
+        if mine is None and len(models) < s.group_size:  # a member not seen here yet
+            self._track_look[key] = mine = _Look(list(look))
+            models.append(mine)
+            self._last_like[key] = ts
+            return
+        need = p.look_model_looks
+        d_own, nearest = min(
+            ((m.distance(look), i) for i, m in enumerate(models) if m.n >= need),
+            default=(2.0, -1),
+        )
+        if nearest < 0:
+            return  # still learning
+        rival: tuple[float, Session] | None = None
+        for o in self._open_sessions_by_id():
+            if o is s or o.exited:
+                continue
+            for m in o.looks.get(cam, ()):
+                if m.n < need:
+                    continue
+                d = m.distance(look)
+                if rival is None or d < rival[0]:
+                    rival = (d, o)
+        if rival is not None and d_own - rival[0] > p.look_margin and rival[0] < p.look_near:
+            other = rival[1]
+            prev = self._doubts.get(key)
+            if prev is not None and prev[0] == other.session_id:
+                doubt = (other.session_id, prev[1] + 1, prev[2])
+            else:
+                doubt = (other.session_id, 1, ts)
+            self._doubts[key] = doubt
+            if doubt[1] >= p.look_votes:
+                self._swap(key, s, other, self._last_like.get(key, ts), doubt[2])
+            return
+        self._doubts.pop(key, None)
+        if d_own <= p.look_learn:
+            models[nearest].add(look)
+            self._last_like[key] = ts
+
+    def _swap(self, key: TrackKey, s: Session, other: Session, after: int, before: int) -> None:
+        """Move a live binding from ``s`` to ``other``: from the moment, between the track's
+        last look like ``s`` and its first look like ``other``, when it came closest to one of
+        ``other``'s tracks on the camera (where the tracker swapped them), else the middle."""
+        self._doubts.pop(key, None)
+        if key in other.bindings:  # one span per track and session: cannot say it twice
+            return
+        track = self.tracks.by_key.get(key)
+        at = (after + before) // 2
+        if track is not None:
+            best: tuple[float, int] | None = None
+            lo, hi = (
+                bisect.bisect_left(track.ts_ns, after),
+                bisect.bisect_right(track.ts_ns, before),
+            )
+            for okey, (_, until) in other.bindings.items():
+                theirs = self.tracks.by_key.get(okey)
+                if okey[0] != key[0] or theirs is None:
+                    continue
+                for i in range(lo, hi):
+                    t = track.ts_ns[i]
+                    if until is not None and t > until:
+                        break
+                    xy = theirs.at(t, self.p.lost_after_ns)
+                    if xy is None:
+                        continue
+                    q = track.pos[i]
+                    d = math.hypot(q.x_m - xy[0], q.y_m - xy[1])
+                    if best is None or d < best[0]:
+                        best = (d, t)
+            if best is not None:
+                at = best[1]
+        span = s.bindings[key]
+        since = span[0]
+        assert since is not None
+        if at <= since:
+            del s.bindings[key]
+            at = since
+        else:
+            span[1] = at
+        other.bindings[key] = [at, None]
+        self.bound[key] = other.session_id
+        self._last_like[key] = before
+        self._track_look.pop(key, None)
+        self.stats.look_swaps += 1
+        self.changed.update((s.session_id, other.session_id))
 
     def _bind(self, s: Session, key: TrackKey, ts: int) -> None:
         s.bindings[key] = [ts, None]

@@ -39,6 +39,16 @@ class FusionParams:
     track_history_ns: int = 120 * S_TO_NS
     # A group session whose members did not all pass the exit closes this long after the first.
     group_exit_grace_ns: int = 30 * S_TO_NS
+    # Appearance (TrackUpdate looks, Hellinger distance 0..1): a shopper's look on a camera is
+    # learned from the first ``look_model_looks`` looks of their bound tracks there. A bound
+    # track whose looks, ``look_votes`` in a row, lie ``look_margin`` nearer another shopper's
+    # look than its own one's, and within ``look_near`` of it, follows that shopper: the
+    # tracker swapped ids. Looks within ``look_learn`` of the shopper's keep the look current.
+    look_model_looks: int = 4
+    look_votes: int = 3
+    look_margin: float = 0.25
+    look_near: float = 0.3
+    look_learn: float = 0.2
     # Evidence-only confidence ceilings (one modality cannot check itself).
     vision_only_cap: float = 0.9
     weight_only_cap: float = 0.9

@@ -86,6 +86,10 @@ class _Metrics:
         )
         self.review = r.counter("fusion_review_flags_total", "cart changes flagged for review")
         self.unassigned = r.counter("fusion_unassigned_total", "shelf events with no shopper")
+        self.look_swaps = r.counter(
+            "fusion_look_swaps_total",
+            "overhead tracks moved to another shopper because of how they look (tracker swaps)",
+        )
         self.apply_errors = r.counter(
             "fusion_apply_errors_total", "messages the pipeline failed on (logged, skipped)"
         )
@@ -333,6 +337,7 @@ class FusionService:
             ("duplicates", st.duplicates, m.duplicates),
             ("review", st.review_flags, m.review),
             ("unassigned", st.unassigned, m.unassigned),
+            ("look_swaps", st.look_swaps, m.look_swaps),
         ):
             delta = value - self._reported.get(name, 0)
             if delta:

@@ -43,6 +43,8 @@ def demo_store() -> Store:
 
 
 Waypoint = tuple[float, float, float]  # (t_s, x_m, y_m)
+Look = tuple[float, ...]
+LOOK_EVERY_S = 0.4  # the edge sends a track's look at most this often
 
 
 @dataclass
@@ -52,7 +54,13 @@ class Scenario:
     paths: dict[tuple[str, int], list[Waypoint]] = field(default_factory=dict)
     tick_s: float = 0.1
     plates_down: set[str] = field(default_factory=set)  # edge-1 heartbeats report these down
+    # per track: (from t_s, look) in time order; the track reports the latest one begun
+    looks: dict[tuple[str, int], list[tuple[float, Look]]] = field(default_factory=dict)
     _n: int = 0
+
+    def look(self, track_id: int, *spans: tuple[float, Look], camera: str = "cam-ov-1") -> None:
+        """What the track's person looks like from each time on (a swap changes it)."""
+        self.looks[(camera, track_id)] = sorted(spans)
 
     def walk(self, track_id: int, *waypoints: Waypoint, camera: str = "cam-ov-1") -> None:
         self.paths[(camera, track_id)] = sorted(waypoints)
@@ -174,6 +182,7 @@ class Scenario:
         t_end = max([*times, *((m.event_ts_ns - BASE_NS) / 1e9 for m in self.msgs)]) + 1
         t_start = min(times, default=0.0)
         steps = int((t_end - t_start) / self.tick_s) + 1
+        every = max(1, round(LOOK_EVERY_S / self.tick_s))
         for cam in sorted({k[0] for k in self.paths}):
             for i in range(steps):
                 t = t_start + i * self.tick_s
@@ -182,7 +191,9 @@ class Scenario:
                     if c != cam or not path[0][0] <= t <= path[-1][0]:
                         continue
                     x, y = _interp(path, t)
-                    tracks.append(FloorTrack(tid, x, y))
+                    spans = self.looks.get((c, tid), [])
+                    now = [lk for t0, lk in spans if t0 <= t] if i % every == 0 else []
+                    tracks.append(FloorTrack(tid, x, y, look=now[-1] if now else ()))
                 if tracks:
                     out.append(
                         TrackUpdate(

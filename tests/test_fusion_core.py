@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fusion_scenarios import Scenario, demo_store, ns, run
+from fusion_scenarios import ENTRY_XY, EXIT_XY, Scenario, demo_store, ns, run
 
 from fusion.ids import checkout_id, session_id
 from walkout.config import Store
@@ -441,3 +441,99 @@ def test_plate_change_beyond_what_a_lane_holds_decides_nothing(store: Store) -> 
     r = run(store, sc.messages())
     assert r.cart("acct-a") == {"cola-330": 1}
     assert r.core.stats.unassigned == 1
+
+
+def _look(hue_bin: int, grey: float = 0.2) -> tuple[float, ...]:
+    """A look signature (12 hue bins, 4 grey levels) mostly of one hue."""
+    out = [0.0] * 16
+    out[hue_bin] = 1.0 - grey
+    out[13] = grey
+    return tuple(out)
+
+
+RED, BLUE, GREEN = _look(0), _look(8), _look(4)
+
+
+def _passing_pair(
+    sc: Scenario, look_a: tuple[float, ...], look_b: tuple[float, ...], group: bool = False
+) -> None:
+    """A (track 1) walks to the back of the store, B (track 2) to the G1 shelf; they pass
+    within 0.2 m at t = 9 and the overhead tracker swaps their ids: from then on track 1
+    follows B and track 2 follows A. The looks each track reports change with the person."""
+    a_before = [(-0.5, *ENTRY_XY), (6.0, 3.0, 4.0), (9.0, 3.0, 5.0)]
+    b_before = [(2.5, *ENTRY_XY), (6.0, 3.6, 5.4), (9.0, 3.2, 5.0)]
+    b_after = [(12.0, 2.4, 7.1), (16.0, 2.4, 7.1), (20.0, *EXIT_XY), (20.3, 8.9, 0.1)]
+    a_after = [(12.0, 6.0, 3.0), (22.0, *EXIT_XY), (22.3, 8.9, 0.1)]
+    sc.walk(1, *a_before, *b_after)
+    sc.walk(2, *b_before, *a_after)
+    sc.look(1, (-1.0, look_a), (9.2, look_b))
+    sc.look(2, (2.0, look_b), (9.2, look_a))
+    sc.entry(0.0, "acct-a", group_size=2 if group else 1)
+    sc.entry(3.0, "acct-b")
+    # B (on track 1 since the swap) stands at the G1 cola lane from t = 12 and takes a can;
+    # A is far away at (6, 3). B leaves at t = 20, A at t = 22.
+    sc.take(13.0, "G1-L00", exit_xy=(2.4, 7.35))
+    sc.exit(20.0)
+    sc.exit(22.0)
+
+
+def test_looks_undo_an_id_swap_of_two_shoppers_passing_close(store: Store) -> None:
+    sc = Scenario(store)
+    _passing_pair(sc, RED, BLUE)
+    r = run(store, sc.messages())
+    # track 1 went on with B after t = 9: B took the can and left first
+    assert r.core.stats.look_swaps == 2
+    assert r.cart("acct-b") == {"cola-330": 1}
+    assert r.cart("acct-a") == {}
+    by_account = {c.account_id: c for c in r.closed}
+    assert by_account["acct-b"].exit_ts_ns == ns(20.0)
+    assert by_account["acct-a"].exit_ts_ns == ns(22.0)
+    # each binding moved where the tracks came closest, not when the looks told
+    a = next(s for s in r.core.sessions.values() if s.account_id == "acct-a")
+    assert a.bindings[("cam-ov-1", 1)][1] == pytest.approx(ns(9.0), abs=2e8)
+
+
+def test_without_looks_the_swap_stands(store: Store) -> None:
+    """The same walk with no looks: what fusion did before, and what it does for shoppers who
+    look alike. The can goes to A, who was far away: the tracker's swap is believed."""
+    for look_a, look_b in (((), ()), (RED, RED)):
+        sc = Scenario(store)
+        _passing_pair(sc, look_a, look_b)
+        r = run(store, sc.messages())
+        assert r.core.stats.look_swaps == 0
+        assert r.cart("acct-a") == {"cola-330": 1}
+        assert r.cart("acct-b") == {}
+
+
+def test_a_look_that_changes_with_no_one_like_it_moves_nothing(store: Store) -> None:
+    """A shopper whose look changes (a jacket taken off, a shadow) while nobody else looks
+    like the new look keeps their track: a swap needs another shopper the track now matches."""
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 20.0, (5.0, 2.4, 7.1), (12.0, 2.4, 7.1))
+    sc.shopper(2, 3.0, 22.0, (8.0, 6.5, 2.0), (14.0, 6.5, 2.0))
+    sc.look(1, (-1.0, RED), (8.0, GREEN))
+    sc.look(2, (2.0, BLUE))
+    sc.entry(0.0, "acct-a")
+    sc.entry(3.0, "acct-b")
+    sc.take(9.0, "G1-L00", exit_xy=(2.4, 7.35))
+    sc.exit(20.0)
+    sc.exit(22.0)
+    r = run(store, sc.messages())
+    assert r.core.stats.look_swaps == 0
+    assert r.cart("acct-a") == {"cola-330": 1}
+
+
+def test_a_group_member_swapped_with_another_shopper_is_given_back(store: Store) -> None:
+    """A's account admits two (tracks 1 and 3, red and green); each member gets a look of
+    their own. Track 1 is swapped with B's (blue) as in the pair above: the can B takes after
+    the swap still goes to B, and A's cart closes when the group has left."""
+    sc = Scenario(store)
+    _passing_pair(sc, RED, BLUE, group=True)
+    member = [(-0.5, 1.2, 0.5), (6.0, 6.5, 2.0), (21.0, 6.5, 2.0), (23.0, *EXIT_XY)]
+    sc.walk(3, *member, (23.3, 8.9, 0.1))
+    sc.look(3, (-1.0, GREEN))
+    sc.exit(23.0)
+    r = run(store, sc.messages())
+    assert r.core.stats.look_swaps == 2
+    assert r.cart("acct-b") == {"cola-330": 1}
+    assert r.cart("acct-a") == {}

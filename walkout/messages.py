@@ -81,6 +81,9 @@ class FloorTrack(msgspec.Struct, frozen=True, gc=False):
     x_m: float
     y_m: float
     confidence: float = 1.0
+    # How the person looks from above (a colour signature, see edge.overhead.look_signature):
+    # sent now and then, while the person stands clear of others; empty otherwise.
+    look: tuple[float, ...] = ()
 
 
 class TrackUpdate(Message, frozen=True, tag="TrackUpdate", kw_only=True):
