@@ -208,6 +208,7 @@ class FusionCore:
         self._doubts: dict[TrackKey, tuple[str, int, int]] = {}
         self._last_like: dict[TrackKey, int] = {}
         self._track_look: dict[TrackKey, _Look] = {}  # the member look a track is learning
+        self._relinked_from: dict[TrackKey, TrackKey] = {}  # track -> the one it took over from
         self.pending: dict[str, list[_Pending]] = {}
         self.seen_evidence: set[str] = set()
         self.seen_gates: set[tuple[str, str, int]] = set()
@@ -321,6 +322,7 @@ class FusionCore:
                 self._doubts.pop(key, None)
                 self._last_like.pop(key, None)
                 self._track_look.pop(key, None)
+                self._relinked_from.pop(key, None)
         self.next_due_ns = self._earliest_due()
         return out
 
@@ -458,21 +460,66 @@ class FusionCore:
                 doubt = (other.session_id, 1, ts)
             self._doubts[key] = doubt
             if doubt[1] >= p.look_votes:
-                self._swap(key, s, other, self._last_like.get(key, ts), doubt[2])
+                self._swap(key, s, other, self._last_like.get(key), doubt[2])
+                return
+            mutual = self._mutual_doubt(other, cam, s.session_id)
+            if mutual is not None:  # two tracks each look like the other's shopper
+                theirs = self._doubts[mutual]
+                self._swap(key, s, other, self._last_like.get(key), doubt[2])
+                self._swap(mutual, other, s, self._last_like.get(mutual), theirs[2])
+                self._swap_sources(key, mutual, other, s)
             return
         self._doubts.pop(key, None)
         if d_own <= p.look_learn:
             models[nearest].add(look)
             self._last_like[key] = ts
 
-    def _swap(self, key: TrackKey, s: Session, other: Session, after: int, before: int) -> None:
+    def _mutual_doubt(self, s: Session, cam: str, sid: str) -> TrackKey | None:
+        """A live track of ``s`` on ``cam`` whose recent looks are those of session ``sid``."""
+        for key, (_, until) in s.bindings.items():
+            if until is None and key[0] == cam:
+                d = self._doubts.get(key)
+                if d is not None and d[0] == sid:
+                    return key
+        return None
+
+    def _swap_sources(self, a: TrackKey, b: TrackKey, to_a: Session, to_b: Session) -> None:
+        """Tracks ``a`` and ``b`` were just found to follow each other's shopper. When each
+        was re-linked from a track of the other camera (where the shoppers were last seen), and
+        those two tracks came close, the tracker of that camera swapped them: they follow
+        each other's shopper too, from where they came closest (``a`` now belongs to
+        ``to_a``: the track ``a`` was re-linked from goes to ``to_a`` as well)."""
+        pa, pb = self._relinked_from.get(a), self._relinked_from.get(b)
+        if pa is None or pb is None or pa[0] != pb[0] or pa == pb:
+            return
+        if self.bound.get(pa) != to_b.session_id or self.bound.get(pb) != to_a.session_id:
+            return
+        ta, tb = self.tracks.by_key.get(pa), self.tracks.by_key.get(pb)
+        if ta is None or tb is None:
+            return
+        closest = _closest_approach(ta, tb, self.p.lost_after_ns)
+        if closest is None or closest[0] > self.p.look_swap_within_m:
+            return
+        self._move(pa, to_b, to_a, closest[1])
+        self._move(pb, to_a, to_b, closest[1])
+
+    def _swap(
+        self, key: TrackKey, s: Session, other: Session, after: int | None, before: int
+    ) -> None:
         """Move a live binding from ``s`` to ``other``: from the moment, between the track's
         last look like ``s`` and its first look like ``other``, when it came closest to one of
-        ``other``'s tracks on the camera (where the tracker swapped them), else the middle."""
+        ``other``'s tracks on the camera (where the tracker swapped them), else the middle. A
+        track that never looked like ``s`` (``after`` None) was never theirs: all of it moves."""
         self._doubts.pop(key, None)
-        if key in other.bindings:  # one span per track and session: cannot say it twice
+        if key in other.bindings or key not in s.bindings:  # one span per track and session
             return
         track = self.tracks.by_key.get(key)
+        if after is None:
+            since = s.bindings[key][0]
+            assert since is not None
+            self._move(key, s, other, since)
+            self._last_like[key] = before
+            return
         at = (after + before) // 2
         if track is not None:
             best: tuple[float, int] | None = None
@@ -497,7 +544,14 @@ class FusionCore:
                         best = (d, t)
             if best is not None:
                 at = best[1]
-        span = s.bindings[key]
+        self._move(key, s, other, at)
+        self._last_like[key] = before
+
+    def _move(self, key: TrackKey, s: Session, other: Session, at: int) -> None:
+        """The live binding of ``key`` goes from ``s`` to ``other`` from ``at`` on."""
+        span = s.bindings.get(key)
+        if span is None or key in other.bindings:  # one span per track and session
+            return
         since = span[0]
         assert since is not None
         if at <= since:
@@ -507,7 +561,7 @@ class FusionCore:
             span[1] = at
         other.bindings[key] = [at, None]
         self.bound[key] = other.session_id
-        self._last_like[key] = before
+        self._doubts.pop(key, None)
         self._track_look.pop(key, None)
         self.stats.look_swaps += 1
         self.changed.update((s.session_id, other.session_id))
@@ -558,7 +612,7 @@ class FusionCore:
         """The open session with a bound track that ``fits`` (given the track and when its
         binding ended) and was last seen nearest ``xy``, within the relink radius. A session
         whose members are all live on ``key``'s camera at ``ts`` is not a candidate."""
-        best: tuple[float, str] | None = None
+        best: tuple[float, str, TrackKey] | None = None
         for s in self._open_sorted():
             if s.exited or self._seen_on(s, key[0], ts) >= s.group_size:
                 continue  # everyone of that session is in view on this camera: not theirs
@@ -567,9 +621,12 @@ class FusionCore:
                 if track is None or other == key or not fits(track, until):
                     continue
                 d = distance(track.last_xy_m, xy)
-                if d <= self.p.relink_radius_m and (best is None or (d, s.session_id) < best):
-                    best = (d, s.session_id)
-        return best[1] if best is not None else None
+                if d <= self.p.relink_radius_m and (best is None or (d, s.session_id) < best[:2]):
+                    best = (d, s.session_id, other)
+        if best is None:
+            return None
+        self._relinked_from[key] = best[2]
+        return best[1]
 
     def _relink_orphans(self, now: int) -> None:
         """Bind an unbound track to the session whose bound track stopped as it started.
@@ -1246,6 +1303,19 @@ class FusionCore:
         if not holders:
             return None
         return max(holders, key=lambda s: (s.cart.last_pick_ts_ns(sku), s.session_id))
+
+
+def _closest_approach(a: Track, b: Track, max_gap_ns: int) -> tuple[float, int] | None:
+    """How close two tracks came (metres) and when, over the samples of ``a``."""
+    best: tuple[float, int] | None = None
+    for t, q in zip(a.ts_ns, a.pos, strict=True):
+        xy = b.at(t, max_gap_ns)
+        if xy is None:
+            continue
+        d = math.hypot(q.x_m - xy[0], q.y_m - xy[1])
+        if best is None or d < best[0]:
+            best = (d, t)
+    return best
 
 
 def _session_key(s: Session) -> str:

@@ -49,6 +49,9 @@ class FusionParams:
     look_margin: float = 0.25
     look_near: float = 0.3
     look_learn: float = 0.2
+    # Two tracks that each look like the other's shopper swap at once (one look each); the
+    # tracks they were re-linked from swap too if they came this close on their camera.
+    look_swap_within_m: float = 0.8
     # Evidence-only confidence ceilings (one modality cannot check itself).
     vision_only_cap: float = 0.9
     weight_only_cap: float = 0.9

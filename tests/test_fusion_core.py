@@ -537,3 +537,48 @@ def test_a_group_member_swapped_with_another_shopper_is_given_back(store: Store)
     assert r.core.stats.look_swaps == 2
     assert r.cart("acct-b") == {"cola-330": 1}
     assert r.cart("acct-a") == {}
+
+
+def test_tracks_relinked_from_a_swapped_pair_undo_that_swap_too(store: Store) -> None:
+    """Two shoppers stand side by side at the G3 shelf, seen by cam-ov-2, which swaps their
+    ids as they stand close (t = 9.5) and then reach across each other (A takes toothpaste
+    from G3-L11 in front of B, B a sandwich from G3-L10 in front of A; the arm roots say who
+    reached). They walk back into cam-ov-1's view, whose new tracks are re-linked from where
+    cam-ov-2's swapped tracks ended: each to the other shopper. Their first looks, one each,
+    say so together; both swap, and so do the cam-ov-2 tracks they were re-linked from (from
+    where those came closest), before the shelf events are decided."""
+    sc = Scenario(store)
+    ov1, ov2 = "cam-ov-1", "cam-ov-2"
+    a_spot, b_spot = (8.3, 6.8), (8.3, 6.45)
+    sc.walk(1, (-0.5, *ENTRY_XY), (3.5, 6.0, 3.0), camera=ov1)
+    sc.walk(2, (1.5, *ENTRY_XY), (5.5, 6.4, 3.0), camera=ov1)
+    a_way = [(3.4, 6.0, 3.0), (8.0, *a_spot), (9.4, *a_spot)]
+    b_way = [(5.4, 6.4, 3.0), (8.0, *b_spot), (9.4, *b_spot)]
+    b_on = [(9.6, *b_spot), (11.5, *b_spot), (12.5, 8.0, 5.6)]
+    a_on = [(9.6, *a_spot), (11.5, *a_spot), (12.5, 8.6, 5.9)]
+    sc.walk(11, *a_way, *b_on, camera=ov2)
+    sc.walk(12, *b_way, *a_on, camera=ov2)
+    # cam-ov-1 sees them too from t = 11 (the views overlap) as they turn to leave: B (on
+    # track 11 since the swap) and A (on 12) get new tracks there
+    b_out = [(15.0, 7.0, 2.0), (22.0, *EXIT_XY), (22.3, 8.9, 0.1)]
+    a_out = [(15.0, 8.6, 2.4), (20.0, *EXIT_XY), (20.3, 8.9, 0.1)]
+    sc.walk(5, (11.0, *b_spot), (12.5, 8.0, 5.6), *b_out, camera=ov1)
+    sc.walk(6, (11.0, *a_spot), (12.5, 8.6, 5.9), *a_out, camera=ov1)
+    sc.look(1, (-1.0, RED), camera=ov1)
+    sc.look(2, (1.0, BLUE), camera=ov1)
+    # side by side from t = 8 until they leave cam-ov-2's view: no looks then
+    sc.look(11, (3.0, RED), (8.0, ()), camera=ov2)
+    sc.look(12, (5.0, BLUE), (8.0, ()), camera=ov2)
+    sc.look(5, (11.0, BLUE), camera=ov1)
+    sc.look(6, (11.0, RED), camera=ov1)
+    sc.entry(0.0, "acct-a")
+    sc.entry(2.0, "acct-b")
+    # arm roots on the shelf front (x = 8.6), level with each shopper
+    sc.take(10.2, "G3-L11", arm_root=(8.6, a_spot[1]), exit_xy=(8.5, 6.3))
+    sc.take(10.3, "G3-L10", arm_root=(8.6, b_spot[1]), exit_xy=(8.5, 6.9))
+    sc.exit(20.0)
+    sc.exit(22.0)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"toothpaste-75": 1}
+    assert r.cart("acct-b") == {"sandwich-ham": 1}
+    assert r.core.stats.look_swaps == 4
