@@ -983,6 +983,15 @@ def render_card(card: dict[str, Any]) -> str:
             for i, r in enumerate(earlier)
         ),
         *(
+            f"- run {i + 2} started from run {i + 1}'s exported model "
+            f"(`{r['recovered_from'].get('file')}`, sha256 {r['recovered_from'].get('sha256')}), "
+            "its weights rebuilt from that file (`--model FILE.onnx`: BatchNorm statistics "
+            f"re-estimated on {r['recovered_from'].get('calib_images')} training images) as run "
+            f"{i + 1}'s .pt was not kept; from scratch, give run {i + 2} run {i + 1}'s best.pt"
+            for i, r in enumerate(earlier)
+            if isinstance(r.get("recovered_from"), dict)
+        ),
+        *(
             [
                 "- the earlier runs' datasets were rendered by an earlier simulator (another "
                 "generator version): rendered again today they differ, so those runs "

@@ -188,6 +188,14 @@ def test_model_card_renders_every_variant_and_the_lookalikes() -> None:
         "--run-dir runs/train/b` then `walkout train`" in md
     )
     assert "reproduce in kind, not bit for bit" in md  # rendered by an earlier generator
+    assert "rebuilt" not in md
+    # the third run continued from the second's exported model (its .pt was gone)
+    second["recovered_from"] = {"file": "walkout-det.onnx", "sha256": "ab12", "calib_images": 256}
+    md = train.render_card(card)
+    assert (
+        "- run 3 started from run 2's exported model (`walkout-det.onnx`, sha256 ab12), its "
+        "weights rebuilt from that file" in md
+    )
 
 
 def test_edge_detector_check_counts_hits_misses_and_lookalike_confusion(tmp_path: Path) -> None:
