@@ -451,7 +451,11 @@ class FusionCore:
                 d = m.distance(look)
                 if rival is None or d < rival[0]:
                     rival = (d, o)
-        if rival is not None and d_own - rival[0] > p.look_margin and rival[0] < p.look_near:
+        swapped = rival is not None and d_own - rival[0] > p.look_margin and rival[0] < p.look_near
+        if not swapped and d_own > p.look_near:  # like nobody known here: ask other cameras
+            rival = self._rival_elsewhere(s, cam, look)
+            swapped = rival is not None
+        if swapped and rival is not None:
             other = rival[1]
             prev = self._doubts.get(key)
             if prev is not None and prev[0] == other.session_id:
@@ -473,6 +477,36 @@ class FusionCore:
         if d_own <= p.look_learn:
             models[nearest].add(look)
             self._last_like[key] = ts
+
+    def _rival_elsewhere(
+        self, s: Session, cam: str, look: tuple[float, ...]
+    ) -> tuple[float, Session] | None:
+        """A track that no longer looks like its shopper, nor like another shopper known on its
+        camera: compare it with its shopper and the others on each camera that knows both
+        (light and angle there are the same for both). The other shopper whose look there is
+        within ``look_near`` of it and ``look_margin`` nearer than its own shopper's, if any."""
+        need = self.p.look_model_looks
+        best: tuple[float, float, Session] | None = None
+        for c2, mine in s.looks.items():
+            if c2 == cam:
+                continue
+            d_mine = min((m.distance(look) for m in mine if m.n >= need), default=None)
+            if d_mine is None:
+                continue
+            for o in self._open_sessions_by_id():
+                if o is s or o.exited:
+                    continue
+                d_o = min(
+                    (m.distance(look) for m in o.looks.get(c2, ()) if m.n >= need), default=None
+                )
+                if d_o is None:
+                    continue
+                gap = d_mine - d_o
+                if best is None or gap > best[0]:
+                    best = (gap, d_o, o)
+        if best is None or best[0] <= self.p.look_margin or best[1] >= self.p.look_near:
+            return None
+        return (best[1], best[2])
 
     def _mutual_doubt(self, s: Session, cam: str, sid: str) -> TrackKey | None:
         """A live track of ``s`` on ``cam`` whose recent looks are those of session ``sid``."""

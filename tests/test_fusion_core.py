@@ -582,3 +582,23 @@ def test_tracks_relinked_from_a_swapped_pair_undo_that_swap_too(store: Store) ->
     assert r.cart("acct-a") == {"toothpaste-75": 1}
     assert r.cart("acct-b") == {"sandwich-ham": 1}
     assert r.core.stats.look_swaps == 4
+
+
+def test_a_swap_is_told_by_another_camera_that_knows_both_shoppers(store: Store) -> None:
+    """cam-ov-1 never saw B clear of others (no look of B there), so after the swap track 1
+    looks like nobody it knows. cam-ov-2 saw both apart earlier: there the look is B's, and
+    far from A's, so track 1 goes to B."""
+    sc = Scenario(store)
+    _passing_pair(sc, RED, BLUE)
+    sc.look(1, (-1.0, RED), (9.2, BLUE))
+    sc.look(2, (2.0, ()))  # no look of B on cam-ov-1
+    sc.walk(21, (1.0, 1.54, 1.15), (6.0, 3.0, 4.0), camera="cam-ov-2")
+    sc.walk(22, (3.5, 1.81, 1.76), (6.0, 3.6, 5.4), camera="cam-ov-2")
+    sc.look(21, (0.0, RED), camera="cam-ov-2")
+    sc.look(22, (3.0, BLUE), camera="cam-ov-2")
+    r = run(store, sc.messages())
+    assert r.cart("acct-b") == {"cola-330": 1}
+    assert r.cart("acct-a") == {}
+    b = next(s for s in r.core.sessions.values() if s.account_id == "acct-b")
+    assert ("cam-ov-1", 1) in b.bindings
+    assert r.core.stats.look_swaps == 1  # track 2 sent no look: it stays as the tracker said
