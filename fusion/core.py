@@ -557,25 +557,14 @@ class FusionCore:
         at = (after + before) // 2
         if track is not None:
             best: tuple[float, int] | None = None
-            lo, hi = (
-                bisect.bisect_left(track.ts_ns, after),
-                bisect.bisect_right(track.ts_ns, before),
-            )
             for okey, (_, until) in other.bindings.items():
                 theirs = self.tracks.by_key.get(okey)
                 if okey[0] != key[0] or theirs is None:
                     continue
-                for i in range(lo, hi):
-                    t = track.ts_ns[i]
-                    if until is not None and t > until:
-                        break
-                    xy = theirs.at(t, self.p.lost_after_ns)
-                    if xy is None:
-                        continue
-                    q = track.pos[i]
-                    d = math.hypot(q.x_m - xy[0], q.y_m - xy[1])
-                    if best is None or d < best[0]:
-                        best = (d, t)
+                end = before if until is None else min(before, until)
+                near = _closest_approach(track, theirs, self.p.lost_after_ns, after, end)
+                if near is not None and (best is None or near < best):
+                    best = near
             if best is not None:
                 at = best[1]
         self._move(key, s, other, at)
@@ -1339,10 +1328,15 @@ class FusionCore:
         return max(holders, key=lambda s: (s.cart.last_pick_ts_ns(sku), s.session_id))
 
 
-def _closest_approach(a: Track, b: Track, max_gap_ns: int) -> tuple[float, int] | None:
-    """How close two tracks came (metres) and when, over the samples of ``a``."""
+def _closest_approach(
+    a: Track, b: Track, max_gap_ns: int, start_ns: int | None = None, end_ns: int | None = None
+) -> tuple[float, int] | None:
+    """How close two tracks came (metres) and when, over the samples of ``a`` (those in
+    [start, end] when given)."""
+    lo = 0 if start_ns is None else bisect.bisect_left(a.ts_ns, start_ns)
+    hi = len(a.ts_ns) if end_ns is None else bisect.bisect_right(a.ts_ns, end_ns)
     best: tuple[float, int] | None = None
-    for t, q in zip(a.ts_ns, a.pos, strict=True):
+    for t, q in zip(a.ts_ns[lo:hi], a.pos[lo:hi], strict=True):
         xy = b.at(t, max_gap_ns)
         if xy is None:
             continue
