@@ -24,6 +24,23 @@ UNTRACKED: Final = -1
 __all__ = ["UNTRACKED", "Detections"]
 
 
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """IoU of each xyxy box of ``a`` (``[N, 4]``) with each of ``b`` (``[M, 4]``): ``[N, M]``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    out: npt.NDArray[np.float64] = inter / np.maximum(
+        area_a[:, None] + area_b[None, :] - inter, 1e-9
+    )
+    return out
+
+
 def _as_array(name: str, value: Any, dtype: type[np.generic], shape: str) -> npt.NDArray[Any]:
     try:
         arr = np.asarray(value, dtype=dtype)

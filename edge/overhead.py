@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.detections import Detections
+from edge.detections import Detections, box_iou
 from walkout.messages import FloorTrack, TrackUpdate
 
 F64 = npt.NDArray[np.float64]
@@ -207,15 +207,15 @@ class OverheadTracking:
         looks: list[tuple[float, ...]] = [()] * len(tracked)
         if image is None or not len(tracked):
             return looks
-        boxes = np.concatenate([tracked.xyxy, people.xyxy]).astype(np.float64)
+        # everyone in view: the tracks, and detections no track took (a track's own box and
+        # its detection overlap, so a detection that matches a track is that track)
+        untracked = people.xyxy[(box_iou(people.xyxy, tracked.xyxy) <= 0.7).all(axis=1)]
+        boxes = np.concatenate([tracked.xyxy, untracked]).astype(np.float64)
         for i in range(len(tracked)):
             tid = int(tracked.tracker_id[i])
             if ts_ns - self._last_look_ns.get(tid, -(2**62)) < self.look_interval_ns:
                 continue
-            # the track's own detection is among ``people``: drop boxes that are its own
-            own = _iou_one(boxes[i], boxes[len(tracked) :]) > 0.7
-            others = np.concatenate([boxes[: len(tracked)], boxes[len(tracked) :][~own]])
-            if not _clear_of_others(others, i):
+            if not _clear_of_others(boxes, i):
                 continue
             looks[i] = look_signature(image, boxes[i])
             if looks[i]:
@@ -227,17 +227,3 @@ class OverheadTracking:
                 k: v for k, v in self._last_look_ns.items() if k in live or v > horizon
             }
         return looks
-
-
-def _iou_one(box: npt.NDArray[Any], boxes: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-    if not len(boxes):
-        return np.zeros(0)
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    a = (box[2] - box[0]) * (box[3] - box[1])
-    b = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    out: npt.NDArray[np.float64] = inter / np.maximum(a + b - inter, 1e-9)
-    return out

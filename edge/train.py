@@ -754,6 +754,7 @@ def our_path_check(
     import cv2
     import numpy as np
 
+    from edge.detections import box_iou
     from edge.detector import Detector
 
     det = Detector(model_path, providers=["cpu"])
@@ -769,7 +770,7 @@ def our_path_check(
         cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
         true_xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
         found = det.detect_one(image)
-        iou = _iou_matrix(found.xyxy, true_xyxy)  # [pred][true]
+        iou = box_iou(found.xyxy, true_xyxy)  # [pred][true]
         if len(true_cls):
             best = iou.argmax(axis=0) if len(found) else np.zeros(len(true_cls), dtype=int)
             hit = iou.max(axis=0) >= 0.5 if len(found) else np.zeros(len(true_cls), bool)
@@ -808,19 +809,6 @@ def our_path_check(
         "false_negatives": fn,
         "lookalikes": lookalikes,
     }
-
-
-def _iou_matrix(a: Any, b: Any) -> Any:
-    import numpy as np
-
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def latency(model_path: Path, imgsz: int, runs: int = 40) -> dict[str, float]:
