@@ -147,6 +147,9 @@ class Association:
     outside_reach: bool = False
     rivals: tuple[str, ...] = ()  # other sessions within the ambiguity margin
     rivals_probability: float = 0.0  # their share of the probability
+    # Other sessions whose body came within reach of the lane (rivals or not): when several
+    # units move, any of them may have taken some.
+    within_reach: tuple[str, ...] = ()
 
 
 @dataclass
@@ -1208,7 +1211,7 @@ class FusionCore:
                 seen = track.ts_ns[-1]
                 if seen < lo and seen <= hi and lo - seen <= 1_000_000_000:
                     # The usual question: every sample came before the event, the last one
-                    # within 1 s of it. _min_metric() for that one sample, without the call.
+                    # within 1 s of it. _arm_distance() for that one sample, without the call.
                     at = track.pos[-1]
                     x, y = at.x_m, at.y_m
                     to_front = math.hypot(x - front_x, y - front_y)
@@ -1222,7 +1225,7 @@ class FusionCore:
                         along = vx * ux + vy * uy
                         d = (abs(vx * uy - vy * ux) if along > 0 else to_front, to_front)
                 else:
-                    d = _min_metric(track, metric, front, lo, hi, max_front, hold)
+                    d = _arm_distance(track, metric, front, lo, hi, max_front, hold)
                 if d is not None and (best is None or d < best):
                     best = d
             if best is not None:
@@ -1257,7 +1260,8 @@ class FusionCore:
         close = [k for k in range(1, len(pool)) if pool[k][0] - nearest < margin]
         rivals = tuple(pool[k][1] for k in close)
         rivals_p = sum(weights[k] for k in close) / sum(weights)
-        return Association(pool[0][1], prob, bool(rivals), outside, rivals, rivals_p)
+        others = () if outside else tuple(sid for _, sid in pool[1:])
+        return Association(pool[0][1], prob, bool(rivals), outside, rivals, rivals_p, others)
 
     def _apply(
         self,
@@ -1285,9 +1289,17 @@ class FusionCore:
             reasons.append("ambiguous_shopper")
         if assoc.outside_reach:
             reasons.append("no_shopper_in_reach")
+        # Several units, one shopper's hand seen, another shopper within reach: the units may
+        # have been shared (two hands at once that the shelf camera saw as one).
+        shared = d.units > 1 and bool(assoc.within_reach) and not assoc.ambiguous
+        if shared:
+            reasons.append("others_within_reach")
         confidence = d.confidence * assoc.probability * (0.5 if assoc.outside_reach else 1.0)
         review = (
-            assoc.ambiguous or assoc.outside_reach or confidence < self.p.review_below_confidence
+            assoc.ambiguous
+            or assoc.outside_reach
+            or shared
+            or confidence < self.p.review_below_confidence
         )
         if review and not reasons:
             reasons.append("low_confidence")
@@ -1379,7 +1391,7 @@ def _arm_metric(front: Point, exit_xy: Point | None) -> tuple[Point, Point] | No
     return front, (dx / norm, dy / norm)
 
 
-def _min_metric(
+def _arm_distance(
     track: Track,
     arm: tuple[Point, Point] | None,
     front: Point,
@@ -1388,10 +1400,14 @@ def _min_metric(
     max_front_m: float,
     hold_ns: int = 0,
 ) -> tuple[float, float] | None:
-    """Closest a track comes to the arm (or to the lane front) between lo and hi.
+    """Where a track stood relative to the arm (or to the lane front) between lo and hi.
 
     Distance to the arm: perpendicular distance to the ray from the lane front along the arm,
-    for a body ahead of the lane. Returns (that distance, the body's distance to the front).
+    for a body ahead of the lane. Returns (that distance, the body's distance to the front)
+    of the track's median sample by that distance (the lower median; samples beyond
+    ``max_front_m`` left out): someone passing behind the arm is on its line for a moment,
+    and a person box stretched by a reaching arm is off for a frame or two. With no sample
+    in [lo, hi], the sample nearest lo or hi within 1 s.
     """
     times, pos = track.ts_ns, track.pos
     n = len(times)
@@ -1434,22 +1450,23 @@ def _min_metric(
         vx, vy = x - fx, y - fy
         along = vx * ux + vy * uy
         return (abs(vx * uy - vy * ux) if along > 0 else to_front, to_front)
-    best: tuple[float, float] | None = None
+    during: list[tuple[float, float]] = []
     for at in pos[i:j]:
         x, y = at.x_m, at.y_m
         to_front = math.hypot(x - front_x, y - front_y)
         if to_front > max_front_m:
             continue
         if arm is None:
-            d = to_front
+            during.append((to_front, to_front))
         else:
             (fx, fy), (ux, uy) = arm
             vx, vy = x - fx, y - fy
             along = vx * ux + vy * uy
-            d = abs(vx * uy - vy * ux) if along > 0 else to_front
-        if best is None or (d, to_front) < best:
-            best = (d, to_front)
-    return best
+            during.append((abs(vx * uy - vy * ux) if along > 0 else to_front, to_front))
+    if not during:
+        return None
+    during.sort()
+    return during[(len(during) - 1) // 2]
 
 
 def _first_end(items: list[_Pending]) -> int:

@@ -120,6 +120,46 @@ def test_crossing_arms_told_by_where_the_arms_come_from(store: Store) -> None:
     assert not r.closed_of("acct-a").review and not r.closed_of("acct-b").review
 
 
+def test_a_shopper_walking_through_the_arm_line_does_not_rival_the_one_standing_at_it(
+    store: Store,
+) -> None:
+    """A stands at cola-330 and reaches in; B walks along the gondola behind A's arm during
+    the reach, on its line for a moment. Where a body stays during the reach counts, not the
+    nearest it came: A's can, no review. B standing there instead would have been a rival."""
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 24.0, (4.0, 2.4, 7.1), (14.0, 2.4, 7.1))
+    sc.shopper(2, 1.5, 26.0, (7.6, 4.4, 6.9), (9.8, 0.9, 6.9), (14.0, 0.9, 6.9))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.exit(24.0)
+    sc.exit(26.0)
+    sc.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {}
+    assert not r.closed_of("acct-a").review
+    still = two_shoppers(store, (2.4, 7.1), (2.6, 6.9))
+    still.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
+    r = run(store, still.messages())
+    assert r.closed_of("acct-a").review or r.closed_of("acct-b").review
+
+
+def test_several_units_with_another_shopper_at_the_lane_are_flagged(store: Store) -> None:
+    """One hand seen, the plate says two cans, and B stands at the lane beside A: B may have
+    taken one with a hand the shelf camera did not tell apart from A's. A gets both, flagged.
+    With nobody else in reach, two cans in one hand need no review."""
+    sc = two_shoppers(store, (2.4, 7.1), (3.0, 7.1))
+    sc.take(8.0, "G1-L00", units=2, exit_xy=(2.4, 7.6), arm_root=(2.4, 7.6))
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 2}
+    closed = r.closed_of("acct-a")
+    assert closed.review
+    assert closed.review_reasons == ("cola-330:others_within_reach",)
+    alone = two_shoppers(store, (2.4, 7.1), (6.0, 6.0))
+    alone.take(8.0, "G1-L00", units=2, exit_xy=(2.4, 7.6), arm_root=(2.4, 7.6))
+    r = run(store, alone.messages())
+    assert r.cart("acct-a") == {"cola-330": 2} and not r.closed_of("acct-a").review
+
+
 def test_put_back_misread_as_a_look_alike_nobody_holds_is_what_the_shopper_held(
     store: Store,
 ) -> None:
