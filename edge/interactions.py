@@ -514,6 +514,27 @@ class ShelfInteractions:
             return self.regions.across(lane_index, visit.hand_x_px)
         return self.regions.across(lane_index, visit.out_x_px, reach=self.s.exit_reach_lanes)
 
+    def _other_arms(
+        self, lane_index: int, carrier: _Visit, visits: list[_Visit], min_take_ns: float
+    ) -> list[_Visit]:
+        """The longest-staying hand of each arm, other than the carrier's, that stayed long
+        enough to grasp, on arms whose roots are clearly apart from the carrier's (longest
+        first)."""
+        if not carrier.root_x_px:
+            return []
+        x0, x1 = self.regions.x_spans[lane_index]
+        apart = self.s.arm_apart_lanes * max(x1 - x0, 1.0)
+        arms: list[tuple[float, _Visit]] = [(float(np.median(carrier.root_x_px)), carrier)]
+        out: list[_Visit] = []
+        for x in sorted(visits, key=lambda v: (v.start_ts_ns - v.end_ts_ns, v.hand_id)):
+            if x is carrier or not x.root_x_px or x.end_ts_ns - x.start_ts_ns < min_take_ns:
+                continue
+            root = float(np.median(x.root_x_px))
+            if all(abs(root - r) > apart for r, _ in arms):
+                arms.append((root, x))
+                out.append(x)
+        return out
+
     def _split_by_arm(
         self, lane_index: int, visits: list[_Visit], counted: I64, min_take_ns: float
     ) -> list[tuple[_Visit, I64]]:
@@ -699,15 +720,30 @@ class ShelfInteractions:
             # the hands are the better witnesses of what moved (a unit taken from the front
             # row can leave the visible count unchanged when the one behind it comes into
             # view); the count tells the quantity when units in one hand hide each other
+            carriers = [x for x, e in zip(visits, by_hand, strict=True) if e.any()]
             for x, d in zip(visits, by_hand, strict=True):
                 if not d.any():
                     continue
                 conf = 0.8
                 if counted is not None:
                     conf = 0.97 if np.array_equal(counted, total) else 0.85
-                    if len([e for e in by_hand if e.any()]) == 1:
+                    if len(carriers) == 1:
                         same = (np.sign(counted) == np.sign(d)) & (d != 0)
-                        d = np.where(same & (np.abs(counted) > np.abs(d)), counted, d)
+                        more = np.where(same & (np.abs(counted) > np.abs(d)), counted - d, 0)
+                        others = self._other_arms(lane.index, x, visits, min_take_ns)
+                        if more.any() and others:
+                            # the count moved more than the hand was seen carrying, and
+                            # another shopper's arm stayed in the lane long enough to take:
+                            # the rest is that arm's (one hand with several units comes on
+                            # one arm)
+                            for k, y in enumerate(others):
+                                share = np.sign(more) * (
+                                    np.abs(more) // len(others) + (np.abs(more) % len(others) > k)
+                                )
+                                if share.any():
+                                    deltas.append((y, share.astype(np.int64), 0.6))
+                        else:
+                            d = d + more
                 deltas.append((x, d, conf))
         elif counted is not None and counted.any() and visits:
             for x, d in self._split_by_arm(lane.index, visits, counted, min_take_ns):

@@ -113,3 +113,37 @@ def test_two_shoppers_at_one_lane_each_get_a_unit_the_count_lost() -> None:
     assert sorted(d.delta for e in out for d in e.deltas) == [-1, -1]
     roots = sorted(e.arm_root_xy_m[0] for e in out if e.arm_root_xy_m is not None)
     assert len(roots) == 2 and roots[0] < 0.8 and roots[1] > 1.2
+
+
+def test_the_count_beyond_what_one_hand_carried_is_the_other_arms() -> None:
+    """Two arms from the left and the right in the top lane at once; only the right hand is
+    seen carrying a unit out, and the count falls by two: the other unit is the left arm's,
+    not a second unit in the right hand. With one arm only, the count's two are its own."""
+    w, h = 320, 360
+    bg = shelf(w, h)
+    left, right = (30, 420), (290, 420)
+    ys = [330, 250, 170, 90, 90, 90, 90, 90, 170, 250, 330]
+
+    def run(arms: list[tuple[tuple[int, int], int]]) -> list:
+        m = machine()  # across the top lane -0.5..0.5 is floor x 0.5..1.5
+        frames: list[tuple[list[tuple], np.ndarray]] = [(items(5, 4), bg)] * 4
+        for k, y in enumerate(ys):
+            boxes = items(5, 4) if k < 6 else items(3, 4)
+            for _, x in arms:
+                boxes.append(hand_at(y, x))
+            if k >= 6:  # the last arm's hand carries one unit out
+                x = arms[-1][1]
+                boxes.append(((x - 20, y - 20, x + 20, y + 20), 0))
+            frames.append((boxes, with_arms(bg, [(root, (x, y)) for root, x in arms])))
+        frames += [(items(3, 4), bg)] * 5
+        out = []
+        for i, (boxes, img) in enumerate(frames):
+            out += m.update(i, i * 66_666_667, dets(boxes), img)
+        return out + m.flush()
+
+    two = run([(left, 110), (right, 210)])
+    assert sorted(d.delta for e in two for d in e.deltas) == [-1, -1]
+    roots = sorted(e.arm_root_xy_m[0] for e in two if e.arm_root_xy_m is not None)
+    assert len(roots) == 2 and roots[0] < 0.8 and roots[1] > 1.2
+    (one,) = run([(right, 210)])
+    assert [d.delta for d in one.deltas] == [-2]
