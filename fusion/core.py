@@ -940,6 +940,8 @@ class FusionCore:
         caps = self._caps
         if weighed:
             assert weight is not None
+            if not shelf and len(weights) > 1 and self._swap_steps(lane, front, grp, caps):
+                return
             self._weight_first(lane, front, shelf, weights, weight, wc_ids, caps)
             return
         if not shelf:  # weight alone
@@ -1071,6 +1073,73 @@ class FusionCore:
             if swappable and a is not None and a.ambiguous and set(a.rivals) <= assocs.keys():
                 a = replace(a, probability=a.probability + a.rivals_probability, ambiguous=False)
             self._apply(lane, d if n == d.units else replace(d, units=n), a, mine, w_end)
+
+    def _swap_steps(
+        self, lane: str, front: Point, grp: list[_Pending], caps: dict[str, Any]
+    ) -> bool:
+        """Plate steps of both signs on a lane and no hand seen: a unit taken and one put
+        back within moments. Summed they hide both; decided one by one, put-backs first,
+        each goes to a shopper at the lane who holds what it fits, and each take to another
+        shopper at the lane when one is as close (one shopper rarely takes a unit and puts one
+        back at once; two shoppers at one lane, one returning what the other takes, is
+        likelier). The lines stay flagged when the shoppers were too close to tell apart.
+        False (nothing decided) when the steps all go one way."""
+        steps = sorted(
+            ((x.weight, x.evidence_id) for x in grp if x.weight is not None),
+            key=lambda w: (w[0].start_ts_ns, w[1]),
+        )
+        if all(w.delta_g < 0 for w, _ in steps) or all(w.delta_g > 0 for w, _ in steps):
+            return False
+        putters: set[str] = set()
+        for w, wc_id in sorted(steps, key=lambda x: x[0].delta_g < 0):
+            ev = WeightEvidence(w.delta_g, w.sigma_g)
+            assoc = self._associate(front, None, w.start_ts_ns, w.end_ts_ns)
+            who = [assoc.session_id, *assoc.rivals] if assoc else []
+            picking = w.delta_g < 0
+            if picking:
+                other = next((sid for sid in who if sid not in putters), None)
+                if assoc is not None and other is not None and other != assoc.session_id:
+                    rest = tuple(sid for sid in who if sid != other)
+                    assoc = Association(
+                        other, assoc.rivals_probability, True, assoc.outside_reach, rest
+                    )
+                prior = self.stock.get(lane, {})
+            else:
+                holder = next(
+                    (
+                        sid
+                        for sid in who
+                        if (d := self._decide_put(ev, self.sessions[sid], caps)) is not None
+                        and self.sessions[sid].cart.quantity(d.sku) > 0
+                    ),
+                    None,
+                )
+                if assoc is not None and holder is not None and holder != assoc.session_id:
+                    rest = tuple(sid for sid in who if sid != holder)
+                    assoc = Association(
+                        holder, assoc.rivals_probability, True, assoc.outside_reach, rest
+                    )
+                if assoc is not None:
+                    putters.add(assoc.session_id)
+                prior = self._prior(lane, assoc, False) or self.stock.get(lane, {})
+            d = decide(self.catalog, weight=ev, prior_counts=prior, **caps)
+            if d is not None and d.kind == "put":
+                d = self._held_put(d, ev, caps)
+            if d is None:
+                self.stats.unassigned += 1
+                continue
+            self._apply(lane, d, assoc, (wc_id,), w.end_ts_ns)
+        return True
+
+    def _decide_put(
+        self, weight: WeightEvidence, s: Session, caps: dict[str, Any]
+    ) -> Decision | None:
+        """What a put-back of these grams by this shopper would be, from what they hold."""
+        held = {sku: n for sku, n in s.cart.holdings().items() if n > 0}
+        if not held:
+            return None
+        d = decide(self.catalog, weight=weight, prior_counts=held, **caps)
+        return d if d is not None and d.kind == "put" else None
 
     def _held_put(self, d: Decision, weight: WeightEvidence, caps: dict[str, Any]) -> Decision:
         """A put-back of a SKU no shopper inside holds, where a SKU someone holds fits the

@@ -160,6 +160,26 @@ def test_several_units_with_another_shopper_at_the_lane_are_flagged(store: Store
     assert r.cart("acct-a") == {"cola-330": 2} and not r.closed_of("acct-a").review
 
 
+def test_a_take_and_a_put_back_at_once_by_two_shoppers_side_by_side(store: Store) -> None:
+    """A took a can earlier. Standing side by side with B, too close to tell apart, the
+    plate then falls by a can and rises by one half a second later, no hand seen: A, who
+    holds one, put it back, and B took one (both flagged). Summed, the two steps would hide
+    both; one by one with the take first, both would go to whoever stood nearer."""
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 24.0, (4.0, 2.4, 7.1), (14.0, 2.4, 7.1))
+    sc.shopper(2, 1.5, 26.0, (7.0, 2.42, 7.1), (14.0, 2.42, 7.1))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.exit(24.0)
+    sc.exit(26.0)
+    sc.take(4.5, "G1-L00", exit_xy=(2.4, 7.6), arm_root=(2.4, 7.6))
+    sc.weight(9.0, "G1-L00", -346.0, dur_s=0.3)
+    sc.weight(9.6, "G1-L00", 344.0, dur_s=0.3)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {} and r.cart("acct-b") == {"cola-330": 1}
+    assert r.closed_of("acct-b").review
+
+
 def test_put_back_misread_as_a_look_alike_nobody_holds_is_what_the_shopper_held(
     store: Store,
 ) -> None:
