@@ -1015,7 +1015,17 @@ class FusionCore:
             # Whose hand: whoever was there from the plate's step to the hand's leaving (the
             # hand may have been tracked only from late in its visit).
             lo, hi = min(si.start_ts_ns, w_start), max(si.end_ts_ns, w_end)
-            assoc = self._associate(front, self._arm(si, front), lo, hi)
+            arm = self._arm(si, front)
+            assoc = self._associate(front, arm, lo, hi)
+            if assoc is not None and (lo < si.start_ts_ns or hi > si.end_ts_ns):
+                # ... but whoever stood there while the hand was seen is a rival too
+                at_hand = self._associate(front, arm, si.start_ts_ns, si.end_ts_ns)
+                if at_hand is not None and at_hand.session_id not in (
+                    assoc.session_id,
+                    *assoc.rivals,
+                ):
+                    rivals = (*assoc.rivals, at_hand.session_id)
+                    assoc = replace(assoc, ambiguous=True, rivals=rivals)
             hands.append((overlap, si.interaction_id, si, assoc))
         if len(hands) > 1:
             hands.sort(key=lambda h: (-h[0], h[1]))
@@ -1473,10 +1483,11 @@ def _arm_distance(
 
     Distance to the arm: perpendicular distance to the ray from the lane front along the arm,
     for a body ahead of the lane. Returns (that distance, the body's distance to the front)
-    of the track's median sample by that distance (the lower median; samples beyond
-    ``max_front_m`` left out): someone passing behind the arm is on its line for a moment,
-    and a person box stretched by a reaching arm is off for a frame or two. With no sample
-    in [lo, hi], the sample nearest lo or hi within 1 s.
+    of the track's median sample by that distance (the lower median; a sample beyond
+    ``max_front_m`` counts as infinitely far, and None when the median is one of those):
+    someone passing behind the arm is on its line for a moment, someone walking up to the
+    shelf arrives at the end, and a person box stretched by a reaching arm is off for a frame
+    or two. With no sample in [lo, hi], the sample nearest lo or hi within 1 s.
     """
     times, pos = track.ts_ns, track.pos
     n = len(times)
@@ -1524,8 +1535,8 @@ def _arm_distance(
         x, y = at.x_m, at.y_m
         to_front = math.hypot(x - front_x, y - front_y)
         if to_front > max_front_m:
-            continue
-        if arm is None:
+            during.append((math.inf, to_front))  # away from the lane: not reaching into it
+        elif arm is None:
             during.append((to_front, to_front))
         else:
             (fx, fy), (ux, uy) = arm
@@ -1535,7 +1546,8 @@ def _arm_distance(
     if not during:
         return None
     during.sort()
-    return during[(len(during) - 1) // 2]
+    mid = during[(len(during) - 1) // 2]
+    return None if mid[0] == math.inf else mid
 
 
 def _first_end(items: list[_Pending]) -> int:

@@ -137,6 +137,18 @@ def test_a_shopper_walking_through_the_arm_line_does_not_rival_the_one_standing_
     r = run(store, sc.messages())
     assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {}
     assert not r.closed_of("acct-a").review
+    # B walks up to the shelf from across the aisle while A reaches, along A's arm, and
+    # arrives after: far from the lane for most of the reach, so no rival either
+    sc = Scenario(store)
+    sc.shopper(1, 0.0, 24.0, (4.0, 2.4, 7.1), (14.0, 2.4, 7.1))
+    sc.shopper(2, 1.5, 26.0, (8.0, 2.6, 4.0), (9.2, 2.6, 6.9), (14.0, 2.6, 6.9))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.exit(24.0)
+    sc.exit(26.0)
+    sc.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {"cola-330": 1} and not r.closed_of("acct-a").review
     still = two_shoppers(store, (2.4, 7.1), (2.6, 6.9))
     still.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
     r = run(store, still.messages())
