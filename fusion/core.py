@@ -137,6 +137,10 @@ class _Pending:
     end_ts_ns: int
     interaction: ShelfInteraction | None = None
     weight: WeightChange | None = None
+    # When its group may be decided: a pairing window after it ended and after it was
+    # reported (an edge reports a plate step once its new level has held, and the steps of
+    # one movement together: a partner reported with it must not find it decided).
+    due_ts_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,13 +270,17 @@ class FusionCore:
             if self.p.evidence == "weight":
                 return NO_OUTPUTS
             self._shelf(
-                _Pending(msg.interaction_id, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, msg)
+                _Pending(msg.interaction_id, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, msg),
+                msg.event_ts_ns,
             )
         elif isinstance(msg, WeightChange):
             if self.p.evidence == "vision":
                 return NO_OUTPUTS
             wid = weight_change_id(msg.plate_id, msg.start_ts_ns)
-            self._shelf(_Pending(wid, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, weight=msg))
+            self._shelf(
+                _Pending(wid, msg.lane_id, msg.start_ts_ns, msg.end_ts_ns, weight=msg),
+                msg.event_ts_ns,
+            )
         return NO_OUTPUTS
 
     def advance(self, watermark_ns: int) -> list[Output]:
@@ -289,11 +297,10 @@ class FusionCore:
         # (due at, decisions before closes, tag, lane, item): sorted on the first three.
         due: list[tuple[int, int, str, str, list[_Pending] | Session]] = []
         if self.pending:
-            window = p.pair_window_ns
             for lane in sorted(self.pending):
                 for grp in self._due_groups(lane, wm):
-                    end = _last_end(grp)
-                    due.append((end + window, 0, f"{lane}|{grp[0].evidence_id}", lane, grp))
+                    at = _last_due(grp)
+                    due.append((at, 0, f"{lane}|{grp[0].evidence_id}", lane, grp))
         if wm >= self._exits_due():
             for s in self._open.values():
                 if s.first_exit_ts_ns is None:
@@ -333,9 +340,8 @@ class FusionCore:
         """A lower bound of the next watermark at which :meth:`advance` has work."""
         earliest = min(self._exits_due(), self._expired_at + EXPIRE_EVERY_NS)
         if self.pending:
-            window = self.p.pair_window_ns
             for items in self.pending.values():
-                t = _first_end(items) + window
+                t = _first_due(items)
                 if t < earliest:
                     earliest = t
         return earliest
@@ -863,25 +869,25 @@ class FusionCore:
 
     # ------------------------------------------------------------ shelf events
 
-    def _shelf(self, item: _Pending) -> None:
+    def _shelf(self, item: _Pending, reported_ts_ns: int) -> None:
         if item.evidence_id in self.seen_evidence:
             self.stats.duplicates += 1
             return
         self.seen_evidence.add(item.evidence_id)
+        item.due_ts_ns = max(item.end_ts_ns, reported_ts_ns) + self.p.pair_window_ns
         self.pending.setdefault(item.lane_id, []).append(item)
-        self._due_by(item.end_ts_ns + self.p.pair_window_ns)
+        self._due_by(item.due_ts_ns)
 
     def _due_groups(self, lane: str, wm: int) -> list[list[_Pending]]:
         """Take the lane's overlapping event groups whose pairing window has passed."""
         items = self.pending[lane]
-        window = self.p.pair_window_ns
         if len(items) == 1:
-            if items[0].end_ts_ns + window <= wm:
+            if items[0].due_ts_ns <= wm:
                 del self.pending[lane]
                 return [items]
             return []
-        if _first_end(items) + window > wm:
-            return []  # no group can be due: each one ends at or after the earliest end
+        if _first_due(items) > wm:
+            return []  # no group can be due: each one is due at or after the earliest
         items = sorted(items, key=lambda x: (x.start_ts_ns, x.evidence_id))
         slack = self.p.pair_slack_ns
         groups: list[list[_Pending]] = []
@@ -896,7 +902,7 @@ class FusionCore:
         keep: list[_Pending] = []
         due: list[list[_Pending]] = []
         for grp in groups:
-            if max(x.end_ts_ns for x in grp) + self.p.pair_window_ns <= wm:
+            if _last_due(grp) <= wm:
                 due.append(grp)
             else:
                 keep.extend(grp)
@@ -940,7 +946,7 @@ class FusionCore:
         caps = self._caps
         if weighed:
             assert weight is not None
-            if not shelf and len(weights) > 1 and self._swap_steps(lane, front, grp, caps):
+            if len(weights) > 1 and self._swap_steps(lane, front, shelf, grp, caps):
                 return
             self._weight_first(lane, front, shelf, weights, weight, wc_ids, caps)
             return
@@ -1085,23 +1091,46 @@ class FusionCore:
             self._apply(lane, d if n == d.units else replace(d, units=n), a, mine, w_end)
 
     def _swap_steps(
-        self, lane: str, front: Point, grp: list[_Pending], caps: dict[str, Any]
+        self,
+        lane: str,
+        front: Point,
+        shelf: list[_Pending],
+        grp: list[_Pending],
+        caps: dict[str, Any],
     ) -> bool:
-        """Plate steps of both signs on a lane and no hand seen: a unit taken and one put
-        back within moments. Summed they hide both; decided one by one, put-backs first,
-        each goes to a shopper at the lane who holds what it fits, and each take to another
-        shopper at the lane when one is as close (one shopper rarely takes a unit and puts one
-        back at once; two shoppers at one lane, one returning what the other takes, is
-        likelier). The lines stay flagged when the shoppers were too close to tell apart.
-        False (nothing decided) when the steps all go one way."""
+        """Plate steps of both signs on a lane: units taken and put back within moments.
+        Summed they hide each other, so each step is decided on its own: first those that
+        hands were seen in (each hand with the step it overlaps most), in time order; then
+        the steps no hand was seen in, put-backs first: each goes to a shopper at the lane
+        who holds what it fits, and each take to another shopper at the lane when one is as
+        close (one shopper rarely takes a unit and puts one back at once; two shoppers at one
+        lane, one returning what the other takes, is likelier). The lines stay flagged when
+        the shoppers were too close to tell apart. False (nothing decided) when the steps all
+        go one way."""
         steps = sorted(
             ((x.weight, x.evidence_id) for x in grp if x.weight is not None),
             key=lambda w: (w[0].start_ts_ns, w[1]),
         )
         if all(w.delta_g < 0 for w, _ in steps) or all(w.delta_g > 0 for w, _ in steps):
             return False
+        slack = self.p.pair_slack_ns
+        seen: dict[int, list[_Pending]] = {}
+        for x in shelf:
+            si = x.interaction
+            assert si is not None
+            overlaps = [
+                min(si.end_ts_ns, w.end_ts_ns + slack) - max(si.start_ts_ns, w.start_ts_ns - slack)
+                for w, _ in steps
+            ]
+            k = max(range(len(steps)), key=lambda i: (overlaps[i], -i))
+            seen.setdefault(k, []).append(x)
+        for k in sorted(seen):
+            w, wc_id = steps[k]
+            ev = WeightEvidence(w.delta_g, w.sigma_g)
+            self._weight_first(lane, front, seen[k], [w], ev, (wc_id,), caps)
+        blind = [st for k, st in enumerate(steps) if k not in seen]
         putters: set[str] = set()
-        for w, wc_id in sorted(steps, key=lambda x: x[0].delta_g < 0):
+        for w, wc_id in sorted(blind, key=lambda x: x[0].delta_g < 0):
             ev = WeightEvidence(w.delta_g, w.sigma_g)
             assoc = self._associate(front, None, w.start_ts_ns, w.end_ts_ns)
             who = [assoc.session_id, *assoc.rivals] if assoc else []
@@ -1550,10 +1579,16 @@ def _arm_distance(
     return None if mid[0] == math.inf else mid
 
 
-def _first_end(items: list[_Pending]) -> int:
+def _first_due(items: list[_Pending]) -> int:
     if len(items) == 1:
-        return items[0].end_ts_ns
-    return min(x.end_ts_ns for x in items)
+        return items[0].due_ts_ns
+    return min(x.due_ts_ns for x in items)
+
+
+def _last_due(items: list[_Pending]) -> int:
+    if len(items) == 1:
+        return items[0].due_ts_ns
+    return max(x.due_ts_ns for x in items)
 
 
 def _last_end(items: list[_Pending]) -> int:

@@ -129,13 +129,21 @@ class Scenario:
         )
         return iid
 
-    def weight(self, t_s: float, lane: str, delta_g: float, dur_s: float = 1.2) -> str:
+    def weight(
+        self,
+        t_s: float,
+        lane: str,
+        delta_g: float,
+        dur_s: float = 1.2,
+        reported_s: float | None = None,
+    ) -> str:
+        """A plate step from t_s to t_s + dur_s, reported then (or at ``reported_s``)."""
         plate = self.store.lanes[lane].plate
         assert plate is not None
         self.msgs.append(
             WeightChange(
                 source_id="edge-1",
-                event_ts_ns=ns(t_s + dur_s),
+                event_ts_ns=ns(t_s + dur_s if reported_s is None else reported_s),
                 plate_id=plate,
                 lane_id=lane,
                 start_ts_ns=ns(t_s),

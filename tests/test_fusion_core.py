@@ -190,6 +190,13 @@ def test_a_take_and_a_put_back_at_once_by_two_shoppers_side_by_side(store: Store
     r = run(store, sc.messages())
     assert r.cart("acct-a") == {} and r.cart("acct-b") == {"cola-330": 1}
     assert r.closed_of("acct-b").review
+    # the plate reports both steps of the movement together, more than the pairing window
+    # after the first ended: still decided together
+    del sc.msgs[-2:]
+    sc.weight(9.0, "G1-L00", -346.0, dur_s=0.3, reported_s=10.6)
+    sc.weight(9.6, "G1-L00", 344.0, dur_s=0.3, reported_s=10.6)
+    r = run(store, sc.messages())
+    assert r.cart("acct-a") == {} and r.cart("acct-b") == {"cola-330": 1}
 
 
 def test_put_back_misread_as_a_look_alike_nobody_holds_is_what_the_shopper_held(
