@@ -1137,11 +1137,7 @@ class FusionCore:
             picking = w.delta_g < 0
             if picking:
                 other = next((sid for sid in who if sid not in putters), None)
-                if assoc is not None and other is not None and other != assoc.session_id:
-                    rest = tuple(sid for sid in who if sid != other)
-                    assoc = Association(
-                        other, assoc.rivals_probability, True, assoc.outside_reach, rest
-                    )
+                assoc = _retarget(assoc, other, who)
                 prior = self.stock.get(lane, {})
             else:
                 holder = next(
@@ -1153,11 +1149,7 @@ class FusionCore:
                     ),
                     None,
                 )
-                if assoc is not None and holder is not None and holder != assoc.session_id:
-                    rest = tuple(sid for sid in who if sid != holder)
-                    assoc = Association(
-                        holder, assoc.rivals_probability, True, assoc.outside_reach, rest
-                    )
+                assoc = _retarget(assoc, holder, who)
                 if assoc is not None:
                     putters.add(assoc.session_id)
                 prior = self._prior(lane, assoc, False) or self.stock.get(lane, {})
@@ -1577,6 +1569,15 @@ def _arm_distance(
     during.sort()
     mid = during[(len(during) - 1) // 2]
     return None if mid[0] == math.inf else mid
+
+
+def _retarget(assoc: Association | None, sid: str | None, who: list[str]) -> Association | None:
+    """The association moved to ``sid``, one of its rivals (the others in ``who`` stay
+    rivals; still ambiguous); unchanged when ``sid`` is None or already the likeliest."""
+    if assoc is None or sid is None or sid == assoc.session_id:
+        return assoc
+    rest = tuple(x for x in who if x != sid)
+    return Association(sid, assoc.rivals_probability, True, assoc.outside_reach, rest)
 
 
 def _first_due(items: list[_Pending]) -> int:

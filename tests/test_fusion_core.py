@@ -126,29 +126,24 @@ def test_a_shopper_walking_through_the_arm_line_does_not_rival_the_one_standing_
     """A stands at cola-330 and reaches in; B walks along the gondola behind A's arm during
     the reach, on its line for a moment. Where a body stays during the reach counts, not the
     nearest it came: A's can, no review. B standing there instead would have been a rival."""
-    sc = Scenario(store)
-    sc.shopper(1, 0.0, 24.0, (4.0, 2.4, 7.1), (14.0, 2.4, 7.1))
-    sc.shopper(2, 1.5, 26.0, (7.6, 4.4, 6.9), (9.8, 0.9, 6.9), (14.0, 0.9, 6.9))
-    sc.entry(0.0, "acct-a")
-    sc.entry(1.5, "acct-b")
-    sc.exit(24.0)
-    sc.exit(26.0)
-    sc.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
-    r = run(store, sc.messages())
-    assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {}
-    assert not r.closed_of("acct-a").review
+
+    def a_reaches_while_b_walks(*b_path: tuple[float, float, float]) -> None:
+        sc = Scenario(store)
+        sc.shopper(1, 0.0, 24.0, (4.0, 2.4, 7.1), (14.0, 2.4, 7.1))
+        sc.shopper(2, 1.5, 26.0, *b_path)
+        sc.entry(0.0, "acct-a")
+        sc.entry(1.5, "acct-b")
+        sc.exit(24.0)
+        sc.exit(26.0)
+        sc.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
+        r = run(store, sc.messages())
+        assert r.cart("acct-a") == {"cola-330": 1} and r.cart("acct-b") == {}
+        assert not r.closed_of("acct-a").review
+
+    a_reaches_while_b_walks((7.6, 4.4, 6.9), (9.8, 0.9, 6.9), (14.0, 0.9, 6.9))
     # B walks up to the shelf from across the aisle while A reaches, along A's arm, and
     # arrives after: far from the lane for most of the reach, so no rival either
-    sc = Scenario(store)
-    sc.shopper(1, 0.0, 24.0, (4.0, 2.4, 7.1), (14.0, 2.4, 7.1))
-    sc.shopper(2, 1.5, 26.0, (8.0, 2.6, 4.0), (9.2, 2.6, 6.9), (14.0, 2.6, 6.9))
-    sc.entry(0.0, "acct-a")
-    sc.entry(1.5, "acct-b")
-    sc.exit(24.0)
-    sc.exit(26.0)
-    sc.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
-    r = run(store, sc.messages())
-    assert r.cart("acct-a") == {"cola-330": 1} and not r.closed_of("acct-a").review
+    a_reaches_while_b_walks((8.0, 2.6, 4.0), (9.2, 2.6, 6.9), (14.0, 2.6, 6.9))
     still = two_shoppers(store, (2.4, 7.1), (2.6, 6.9))
     still.take(8.0, "G1-L00", exit_xy=(2.5, 7.6), arm_root=(2.5, 7.6))
     r = run(store, still.messages())
