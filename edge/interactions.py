@@ -514,6 +514,12 @@ class ShelfInteractions:
             return self.regions.across(lane_index, visit.hand_x_px)
         return self.regions.across(lane_index, visit.out_x_px, reach=self.s.exit_reach_lanes)
 
+    def _arms_apart_px(self, lane_index: int) -> float:
+        """How far apart (pixels, at the bottom edge) two arm roots in this lane must be to
+        belong to different shoppers."""
+        x0, x1 = self.regions.x_spans[lane_index]
+        return self.s.arm_apart_lanes * max(x1 - x0, 1.0)
+
     def _other_arms(
         self, lane_index: int, carrier: _Visit, visits: list[_Visit], min_take_ns: float
     ) -> list[_Visit]:
@@ -522,8 +528,7 @@ class ShelfInteractions:
         first)."""
         if not carrier.root_x_px:
             return []
-        x0, x1 = self.regions.x_spans[lane_index]
-        apart = self.s.arm_apart_lanes * max(x1 - x0, 1.0)
+        apart = self._arms_apart_px(lane_index)
         arms: list[tuple[float, _Visit]] = [(float(np.median(carrier.root_x_px)), carrier)]
         out: list[_Visit] = []
         for x in sorted(visits, key=lambda v: (v.start_ts_ns - v.end_ts_ns, v.hand_id)):
@@ -563,8 +568,7 @@ class ShelfInteractions:
         )
         if units < 2 or len(grasping) < 2:
             return [(longest, counted)]
-        x0, x1 = self.regions.x_spans[lane_index]
-        apart = self.s.arm_apart_lanes * max(x1 - x0, 1.0)
+        apart = self._arms_apart_px(lane_index)
         arms: list[list[_Visit]] = [[grasping[0][1]]]
         for (prev, _), (root, x) in itertools.pairwise(grasping):
             if root - prev > apart:
