@@ -20,7 +20,7 @@ from sim.canvas import Canvas
 from sim.effects import Lighting, gain_map, motion_kernel
 from sim.floorplan import along_of_point, lane_column_along
 from sim.overhead import FloorView, PersonPose, draw_person
-from sim.scenario import ARM_IN_S, Reach, Scenario, Unit
+from sim.scenario import ARM_IN_S, HANDOFF_S, Reach, Scenario, Unit
 from sim.shelf import (
     ArmPose,
     ShelfLayout,
@@ -336,7 +336,7 @@ class OverheadCameraRenderer:
                 if r.t_start <= t <= r.t_end:
                     reach = self.store.lane_front_xy_m(r.lane_id)
             for hnd in tl.handoffs:
-                if abs(t - hnd.t) < 0.6:
+                if abs(t - hnd.t) < HANDOFF_S / 2:
                     other = self.sc.timelines[hnd.taker].pose(t)
                     if other is not None:
                         reach = other[0]

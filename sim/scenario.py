@@ -36,6 +36,7 @@ START_TS_NS = 1_767_261_600_000_000_000  # 2026-01-01T10:00:00Z, the simulated c
 ARM_OUT_S = 0.35  # arm from the side to the lane front
 ARM_IN_S = 0.2  # lane front to the target unit
 REST_S = 0.35  # pause between two reaches
+HANDOFF_S = 1.2  # two shoppers face to face while one hands the other an item
 OUTSIDE_M = 0.9  # how far outside the gate line a shopper appears and vanishes
 ENTRY_GAP_S = 2.0  # least time between two visits scanning in at the entry gate
 
@@ -69,6 +70,7 @@ class StopSpec:
     meet_xy: Point | None = None
     handoff_to: int | None = None  # shopper index that receives what this one holds
     handoff_ref: tuple[int, int] | None = None
+    handoff_from: int | None = None  # shopper index that hands this one something here
     optional: bool = True
 
 
@@ -247,15 +249,17 @@ def _schedule(
         if stop.sync is not None:
             arrivals[stop.sync] = t
             t = max(t, min_start.get(stop.sync, t))
-        if stop.lane_id is None and stop.handoff_to is not None:
-            other = stop.handoff_to
-            face = 0.0 if other > spec.index else math.pi
+        partner = stop.handoff_to if stop.handoff_to is not None else stop.handoff_from
+        if stop.lane_id is None and partner is not None:
+            face = 0.0 if partner > spec.index else math.pi  # towards each other
         keys[-1] = (keys[-1][0], keys[-1][1], face)
         keys.append((t, pos, face))
         if stop.handoff_to is not None:
-            t += 0.6
+            t += HANDOFF_S / 2
             handoffs.append(Handoff(t, spec.index, stop.handoff_to, stop.handoff_ref))
-            t += 0.6
+            t += HANDOFF_S / 2
+        elif stop.handoff_from is not None:
+            t += HANDOFF_S  # the taker stays until the item is in their hand
         for ri, rs in enumerate(stop.reaches):
             lane_id = rs.lane_id or stop.lane_id
             assert lane_id is not None
@@ -613,7 +617,9 @@ def _handoff(b: _Builder) -> None:
             None, meet_xy=meet_a, sync="meet", handoff_to=c, handoff_ref=(0, 0), optional=False
         )
     )
-    b.specs[c].stops.append(StopSpec(None, meet_xy=meet_c, sync="meet", optional=False))
+    b.specs[c].stops.append(
+        StopSpec(None, meet_xy=meet_c, sync="meet", handoff_from=a, optional=False)
+    )
 
 
 def _multi(b: _Builder) -> None:

@@ -4,6 +4,7 @@ cameras can see, every family's defining situation, and the training-set export.
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
 
 import cv2
@@ -181,6 +182,14 @@ def test_family_defining_situations(store: Store, plans: dict[str, Scenario]) ->
     taker = ho.shoppers[ho.handoffs[0].taker].group_id
     lines = {r.group_id: r.lines for r in truth.receipts}
     assert not lines[giver] and lines[taker]
+    # both stand face to face through the hand-off: the taker does not walk off before it
+    h = ho.handoffs[0]
+    for dt in (-0.55, 0.0, 0.55):
+        g = ho.timelines[h.giver].pose(h.t + dt)
+        t = ho.timelines[h.taker].pose(h.t + dt)
+        assert g is not None and t is not None
+        assert math.dist(g[0], t[0]) == pytest.approx(0.55) and g[2] == t[2] == 0.0
+        assert math.cos(g[1] - t[1]) == pytest.approx(-1.0)
     assert any(r.quantity >= 2 for r in plans["multi-unit"].reaches if r.kind == "pick")
     wrong = [r for r in plans["wrong-lane"].reaches if r.kind == "put"]
     assert wrong and all(r.units[0].sku != store.lanes[r.lane_id].sku for r in wrong)
