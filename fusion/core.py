@@ -1299,6 +1299,12 @@ class FusionCore:
             if s.exit_ts_ns is not None and s.exited and s.exit_ts_ns < start:
                 continue
             best: tuple[float, float] | None = None
+            # From tracks with no sample during the event (lost before it, or held where they
+            # were lost): for a shopper alone, used only if no track of theirs saw them during
+            # it. Someone seen elsewhere meanwhile is not still standing where a track of theirs
+            # was lost (at the edge of a camera's view, walking out of it).
+            stale: tuple[float, float] | None = None
+            seen_during = False
             for key, (since, until) in s.bindings.items():
                 assert since is not None
                 if since > last or (until is not None and until < first):
@@ -1308,10 +1314,11 @@ class FusionCore:
                     continue
                 lo = (start if start > since else since) - slack
                 hi = (end if not until or end <= until else until) + slack  # min(end, until)
-                seen = track.ts_ns[-1]
+                times = track.ts_ns
+                seen = times[-1]
                 if seen < lo and seen <= hi and lo - seen <= 1_000_000_000:
-                    # The usual question: every sample came before the event, the last one
-                    # within 1 s of it. _arm_distance() for that one sample, without the call.
+                    # Every sample came before the event, the last one within 1 s of it.
+                    # _arm_distance() for that one sample, without the call.
                     at = track.pos[-1]
                     x, y = at.x_m, at.y_m
                     to_front = math.hypot(x - front_x, y - front_y)
@@ -1324,10 +1331,20 @@ class FusionCore:
                         vx, vy = x - fx, y - fy
                         along = vx * ux + vy * uy
                         d = (abs(vx * uy - vy * ux) if along > 0 else to_front, to_front)
-                else:
-                    d = _arm_distance(track, metric, front, lo, hi, max_front, hold)
-                if d is not None and (best is None or d < best):
-                    best = d
+                    if d is not None and (stale is None or d < stale):
+                        stale = d
+                    continue
+                d = _arm_distance(track, metric, front, lo, hi, max_front, hold)
+                k = bisect_left_tail(times, lo)
+                if k < len(times) and times[k] <= hi:
+                    seen_during = True
+                    if d is not None and (best is None or d < best):
+                        best = d
+                elif d is not None and (stale is None or d < stale):
+                    stale = d
+            alone_seen = seen_during and s.group_size == 1
+            if stale is not None and not alone_seen and (best is None or stale < best):
+                best = stale
             if best is not None:
                 found.append((best[0], best[1], s.session_id))
         if not found:

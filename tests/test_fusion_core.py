@@ -504,6 +504,24 @@ def test_track_lost_at_the_shelf_still_counts_there(store: Store) -> None:
     }
 
 
+def test_a_shopper_seen_elsewhere_is_not_still_where_their_track_was_lost(store: Store) -> None:
+    """A's track is lost at the cola lane as A steps away (out of one camera's view); A is
+    picked up again at once and seen walking off while B, now at the lane, takes a cola.
+    Where A's lost track was last seen does not make A B's rival: A was seen elsewhere."""
+    sc = Scenario(store)
+    sc.walk(1, (-0.5, 1.1, 0.3), (5.0, 2.4, 7.0), (7.0, 2.4, 7.0))
+    sc.walk(3, (7.2, 2.5, 6.6), (9.0, 4.5, 5.0), (20.0, 8.9, 0.3))
+    sc.walk(2, (1.0, 1.1, 0.3), (8.0, 2.75, 7.1), (20.0, 2.75, 7.1))
+    sc.entry(0.0, "acct-a")
+    sc.entry(1.5, "acct-b")
+    sc.take(10.0, "G1-L00", exit_xy=(2.4, 7.3))
+    r = run(store, sc.messages())
+    assert r.core.bound[("cam-ov-1", 3)] == session_id("gate-in", "acct-a", ns(0.0))
+    b = r.core.sessions[session_id("gate-in", "acct-b", ns(1.5))]
+    assert b.cart.holdings() == {"cola-330": 1}
+    assert not any(line.review for line in b.cart.lines())
+
+
 def test_plate_change_beyond_what_a_lane_holds_decides_nothing(store: Store) -> None:
     sc = Scenario(store)
     sc.shopper(1, 0.0, 20.0, (5.0, 2.4, 7.0), (12.0, 2.4, 7.0))
