@@ -20,6 +20,7 @@ F64 = npt.NDArray[np.float64]
 Point = tuple[float, float]
 
 CLEARANCE_M = 0.35  # how far from a shelf a route keeps
+AISLE_M = 1.0  # how far from a shelf's corners a route turns where the floor has room
 STAND_OFF_M = 0.45  # where a shopper stands in front of the lane they reach into
 
 
@@ -92,16 +93,26 @@ class Router:
         self.store = store
         self.blocks = [o.corners for o in obstacles(store, CLEARANCE_M - 0.05)]
         w, d = store.cfg.floor.width_m, store.cfg.floor.depth_m
-        nodes = []
-        for o in obstacles(store, CLEARANCE_M):
-            for c in o.corners:
-                if 0.1 <= c[0] <= w - 0.1 and 0.1 <= c[1] <= d - 0.1:
-                    nodes.append(c)
-        self.nodes = nodes
+
+        def corners(grow_m: float) -> list[F64]:
+            return [
+                c
+                for o in obstacles(store, grow_m)
+                for c in o.corners
+                if 0.1 <= c[0] <= w - 0.1 and 0.1 <= c[1] <= d - 0.1
+            ]
+
+        self.nodes = corners(CLEARANCE_M)
+        # Round a shelf's end wide, behind whoever stands at its end lane, where there is room.
+        self.wide_nodes = corners(AISLE_M)
         self._cache: dict[tuple[Point, Point], list[Point]] = {}
 
     def _clear(self, p: F64, q: F64) -> bool:
         return not any(_seg_hits_poly(p, q, b) for b in self.blocks)
+
+    def clear(self, p: Point, q: Point) -> bool:
+        """Whether the straight walk from p to q keeps clear of every shelf."""
+        return self._clear(np.asarray(p, np.float64), np.asarray(q, np.float64))
 
     def route(self, start: Point, goal: Point) -> list[Point]:
         """Waypoints from start to goal (both included)."""
@@ -116,7 +127,15 @@ class Router:
         s, g = np.asarray(start, np.float64), np.asarray(goal, np.float64)
         if self._clear(s, g):
             return [start, goal]
-        pts = [s, g, *self.nodes]
+        return (
+            self._search(start, goal, self.wide_nodes)
+            or self._search(start, goal, self.nodes)
+            or [start, goal]
+        )  # no clear route: walk straight (a config with walled aisles)
+
+    def _search(self, start: Point, goal: Point, nodes: list[F64]) -> list[Point] | None:
+        s, g = np.asarray(start, np.float64), np.asarray(goal, np.float64)
+        pts = [s, g, *nodes]
         dist = {0: 0.0}
         prev: dict[int, int] = {}
         heap = [(0.0, 0)]
@@ -139,7 +158,7 @@ class Router:
                     prev[v] = u
                     heapq.heappush(heap, (nd, v))
         if 1 not in prev:
-            return [start, goal]  # no clear route: walk straight (a config with walled aisles)
+            return None
         path = [1]
         while path[-1] != 0:
             path.append(prev[path[-1]])

@@ -27,7 +27,15 @@ from typing import Literal
 import numpy as np
 
 from sim.dataset import lookalike_pairs
-from sim.floorplan import Point, Router, camera_of_lane, facing_shelf, stand_point
+from sim.floorplan import (
+    Point,
+    Router,
+    along_of_point,
+    camera_of_lane,
+    facing_shelf,
+    gondola_normal,
+    stand_point,
+)
 from sim.overhead import PersonLook
 from sim.shelf import BGR, random_arm_colours
 from walkout.config import Store
@@ -37,6 +45,12 @@ ARM_OUT_S = 0.35  # arm from the side to the lane front
 ARM_IN_S = 0.2  # lane front to the target unit
 REST_S = 0.35  # pause between two reaches
 HANDOFF_S = 1.2  # two shoppers face to face while one hands the other an item
+# Two people standing at a shelf keep at least this far apart (body centres; shoulders are
+# 0.4-0.5 m wide): whoever comes second stands beside the first, not inside them.
+MIN_APART_M = 0.5
+# Shoppers walk from shelf to shelf along the aisle this far behind where they stand, stepping
+# in and back out, not along the line where others stand at the shelf (through their bodies).
+STEP_BACK_M = 0.55
 OUTSIDE_M = 0.9  # how far outside the gate line a shopper appears and vanishes
 ENTRY_GAP_S = 2.0  # least time between two visits scanning in at the entry gate
 
@@ -236,6 +250,7 @@ def _schedule(
     handoffs: list[Handoff] = []
     arrivals: dict[str, float] = {}
     dwell_i = 0
+    at_lane: str | None = None  # the lane whose stand point ``pos`` is
     for si, stop in enumerate(spec.stops):
         if stop.lane_id is not None:
             goal = stand_point(store, stop.lane_id, stop.lateral_m)
@@ -244,8 +259,9 @@ def _schedule(
             assert stop.meet_xy is not None
             goal = stop.meet_xy
             face = 0.0
-        t = _walk(keys, router.route(pos, goal), t, spec.speed_mps)
-        pos = goal
+        path = _aisle_route(store, router, pos, at_lane, goal, stop.lane_id)
+        t = _walk(keys, path, t, spec.speed_mps)
+        pos, at_lane = goal, stop.lane_id if goal != pos else at_lane
         if stop.sync is not None:
             arrivals[stop.sync] = t
             t = max(t, min_start.get(stop.sync, t))
@@ -295,7 +311,7 @@ def _schedule(
             t = t_end + REST_S
         keys.append((t, pos, face))
     exit_front = (spec.exit_x_m, exit_y + 0.6)
-    t = _walk(keys, router.route(pos, exit_front), t, spec.speed_mps)
+    t = _walk(keys, _aisle_route(store, router, pos, at_lane, exit_front, None), t, spec.speed_mps)
     exit_arrival = t
     if exit_min is not None and exit_min > t:
         keys.append((exit_min, exit_front, -math.pi / 2))
@@ -318,6 +334,37 @@ def _schedule(
     )
 
 
+def _aisle_route(
+    store: Store,
+    router: Router,
+    pos: Point,
+    from_lane: str | None,
+    goal: Point,
+    to_lane: str | None,
+) -> list[Point]:
+    """Waypoints from pos to goal: out from a shelf's stand point into the aisle first, and
+    into the goal's stand point from the aisle last (see STEP_BACK_M)."""
+    if goal == pos:
+        return [pos]
+    a, b = pos, goal
+    if from_lane is not None:
+        a = _stepped_back(store, router, from_lane, pos)
+    if to_lane is not None:
+        b = _stepped_back(store, router, to_lane, goal)
+    mid = router.route(a, b)
+    return [pos, *mid, goal] if a != pos else [*mid, goal]
+
+
+def _stepped_back(store: Store, router: Router, lane_id: str, xy: Point) -> Point:
+    """The aisle point behind a stand point; the stand point itself where a wall or another
+    shelf is in the way."""
+    _, _, n = gondola_normal(store, store.lanes[lane_id].gondola)
+    back = (xy[0] - float(n[0]) * STEP_BACK_M, xy[1] - float(n[1]) * STEP_BACK_M)
+    w, d = store.cfg.floor.width_m, store.cfg.floor.depth_m
+    inside = 0.1 <= back[0] <= w - 0.1 and 0.1 <= back[1] <= d - 0.1
+    return back if inside and router.clear(xy, back) else xy
+
+
 def gate_y(store: Store, kind: str) -> float:
     for g in store.cfg.gates:
         if g.kind == kind:
@@ -334,6 +381,46 @@ def _gate_x(store: Store, kind: str, rng: np.random.Generator) -> float:
 
 
 def schedule_all(
+    store: Store, specs: list[ShopperSpec], dwell: list[list[float]], lane_camera: dict[str, str]
+) -> list[Timeline]:
+    """Everyone's timeline; a shopper who would stand where another already stands at a
+    shelf (two lanes one above the other share a stand point) steps aside and plans again."""
+    tls = _schedule_once(store, specs, dwell, lane_camera)
+    for _ in range(8):
+        if not _step_aside(store, specs, tls):
+            break
+        tls = _schedule_once(store, specs, dwell, lane_camera)
+    return tls
+
+
+def _step_aside(store: Store, specs: list[ShopperSpec], tls: list[Timeline]) -> bool:
+    """Move the later of the first two shoppers standing closer than MIN_APART_M at the same
+    time beside the other, along the shelf; False when nobody stands in anybody."""
+    stands: list[tuple[float, float, int, int, Point]] = []  # start, end, shopper, stop, body
+    for i, tl in enumerate(tls):
+        spans: dict[int, list[Reach]] = {}
+        for r in tl.reaches:
+            spans.setdefault(r.stop, []).append(r)
+        for stop, rs in spans.items():
+            start = min(r.t_start for r in rs)
+            stands.append((start, max(r.t_end for r in rs) + REST_S, i, stop, rs[0].body_xy))
+    stands.sort()
+    for k, (start, _, i, stop, body) in enumerate(stands):
+        for _, o_end, j, _, other in stands[:k]:
+            if j == i or o_end <= start or math.dist(body, other) >= MIN_APART_M:
+                continue
+            spec = specs[i].stops[stop]
+            assert spec.lane_id is not None
+            lane = store.lanes[spec.lane_id]
+            base = along_of_point(store, lane.gondola, stand_point(store, spec.lane_id))
+            rel = along_of_point(store, lane.gondola, other) - base
+            gap = MIN_APART_M + 0.05
+            spec.lateral_m = min(rel - gap, rel + gap, key=abs)
+            return True
+    return False
+
+
+def _schedule_once(
     store: Store, specs: list[ShopperSpec], dwell: list[list[float]], lane_camera: dict[str, str]
 ) -> list[Timeline]:
     router = Router(store)

@@ -22,7 +22,7 @@ from sim.floorplan import along_of_point, lane_column_along, stand_point
 from sim.overhead import FloorView
 from sim.record import build_truth, record
 from sim.render import ShelfCameraRenderer
-from sim.scenario import FAMILIES, Scenario, ScenarioError, plan
+from sim.scenario import FAMILIES, MIN_APART_M, Scenario, ScenarioError, plan
 from sim.sensors import gate_records, plate_series
 from walkout.config import Store, load_store
 from walkout.recording import Recording, expected_receipts, read_camera_timestamps
@@ -303,3 +303,24 @@ def test_gates_one_scan_per_visit_one_exit_per_person(store: Store) -> None:
         ts = [g.ts_ns for g in entries]
         assert all(b - a >= 1_900_000_000 for a, b in itertools.pairwise(ts))
         assert [g.ts_ns for g in gates] == sorted(g.ts_ns for g in gates)
+
+
+def test_shoppers_stand_apart_and_walk_behind_those_at_a_shelf(store: Store) -> None:
+    # Two lanes one above the other share a stand point: whoever comes second stands beside
+    # the first. Walking from shelf to shelf goes along the aisle behind those reaching in.
+    closest_standing, closest_passing = math.inf, math.inf
+    for seed in (7, 8, 9):
+        sc = plan(store, "busy", seed, 60.0)
+        for a, b in itertools.combinations(sc.reaches, 2):
+            if a.shopper != b.shopper and a.t_start < b.t_end and b.t_start < a.t_end:
+                closest_standing = min(closest_standing, math.dist(a.body_xy, b.body_xy))
+        for r in sc.reaches:
+            for j, tl in enumerate(sc.timelines):
+                if j == r.shopper:
+                    continue
+                for t in np.arange(r.t_start, r.t_end, 0.1):
+                    p = tl.pose(float(t))
+                    if p is not None:
+                        closest_passing = min(closest_passing, math.dist(p[0], r.body_xy))
+    assert closest_standing >= MIN_APART_M
+    assert closest_passing >= 0.4
