@@ -261,7 +261,9 @@ def _schedule(
             face = 0.0
         path = _aisle_route(store, router, pos, at_lane, goal, stop.lane_id)
         t = _walk(keys, path, t, spec.speed_mps)
-        pos, at_lane = goal, stop.lane_id if goal != pos else at_lane
+        if goal != pos:  # a meeting at the stand point just used leaves ``at_lane`` as it was
+            at_lane = stop.lane_id
+        pos = goal
         if stop.sync is not None:
             arrivals[stop.sync] = t
             t = max(t, min_start.get(stop.sync, t))
@@ -351,8 +353,9 @@ def _aisle_route(
         a = _stepped_back(store, router, from_lane, pos)
     if to_lane is not None:
         b = _stepped_back(store, router, to_lane, goal)
-    mid = router.route(a, b)
-    return [pos, *mid, goal] if a != pos else [*mid, goal]
+    path = [pos] if a != pos else []
+    path += router.route(a, b)
+    return [*path, goal] if b != goal else path
 
 
 def _stepped_back(store: Store, router: Router, lane_id: str, xy: Point) -> Point:
