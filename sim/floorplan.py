@@ -92,15 +92,9 @@ class Router:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.blocks = [o.corners for o in obstacles(store, CLEARANCE_M - 0.05)]
-        w, d = store.cfg.floor.width_m, store.cfg.floor.depth_m
 
         def corners(grow_m: float) -> list[F64]:
-            return [
-                c
-                for o in obstacles(store, grow_m)
-                for c in o.corners
-                if 0.1 <= c[0] <= w - 0.1 and 0.1 <= c[1] <= d - 0.1
-            ]
+            return [c for o in obstacles(store, grow_m) for c in o.corners if self.on_floor(c)]
 
         self.nodes = corners(CLEARANCE_M)
         # Round a shelf's end wide, behind whoever stands at its end lane, where there is room.
@@ -109,6 +103,11 @@ class Router:
 
     def _clear(self, p: F64, q: F64) -> bool:
         return not any(_seg_hits_poly(p, q, b) for b in self.blocks)
+
+    def on_floor(self, p: Point | F64) -> bool:
+        """Whether a point is on the floor, 0.1 m in from its walls."""
+        w, d = self.store.cfg.floor.width_m, self.store.cfg.floor.depth_m
+        return bool(0.1 <= p[0] <= w - 0.1 and 0.1 <= p[1] <= d - 0.1)
 
     def clear(self, p: Point, q: Point) -> bool:
         """Whether the straight walk from p to q keeps clear of every shelf."""

@@ -363,9 +363,7 @@ def _stepped_back(store: Store, router: Router, lane_id: str, xy: Point) -> Poin
     shelf is in the way."""
     _, _, n = gondola_normal(store, store.lanes[lane_id].gondola)
     back = (xy[0] - float(n[0]) * STEP_BACK_M, xy[1] - float(n[1]) * STEP_BACK_M)
-    w, d = store.cfg.floor.width_m, store.cfg.floor.depth_m
-    inside = 0.1 <= back[0] <= w - 0.1 and 0.1 <= back[1] <= d - 0.1
-    return back if inside and router.clear(xy, back) else xy
+    return back if router.on_floor(back) and router.clear(xy, back) else xy
 
 
 def gate_y(store: Store, kind: str) -> float:
